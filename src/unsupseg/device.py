@@ -1,0 +1,26 @@
+"""Choosing the torch device."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Return ``device``, or CUDA when available and CPU otherwise when it is None.
+
+    Raises
+    ------
+    ValueError
+        If CUDA is asked for on a machine without it, or the name is not a device.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"unknown device {device!r} (use 'cpu', 'cuda', 'cuda:N' or 'auto')"
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+    return resolved

@@ -1,0 +1,5 @@
+"""Network architectures."""
+
+from unsupseg.models.kanezaki import KanezakiNet
+
+__all__ = ["KanezakiNet"]

@@ -1,0 +1,47 @@
+"""The per-image network of Kanezaki (2018) and Kim, Kanezaki, Tanaka (2020)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class KanezakiNet(nn.Module):
+    """Fully convolutional network optimised on one image.
+
+    ``n_conv`` 3x3 convolution blocks of ``q`` channels, each Conv -> ReLU -> BatchNorm
+    (the order of the reference code), then a 1x1 convolution and BatchNorm with no
+    ReLU: the "intra-axis normalisation" that keeps the argmax from tying at zero.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input image (3 for RGB).
+    q : int
+        Output channels, the largest number of labels the network can produce.
+    n_conv : int
+        Number of 3x3 blocks (``nConv`` of the reference code, default 2).
+
+    Examples
+    --------
+    >>> net = KanezakiNet(q=100, n_conv=2)
+    >>> net(torch.rand(1, 3, 32, 48)).shape
+    torch.Size([1, 100, 32, 48])
+    """
+
+    def __init__(self, in_channels: int = 3, q: int = 100, n_conv: int = 2) -> None:
+        super().__init__()
+        if q < 2:
+            raise ValueError(f"q must be >= 2; got {q}")
+        if n_conv < 1:
+            raise ValueError(f"n_conv must be >= 1; got {n_conv}")
+        blocks: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(n_conv):
+            blocks += [nn.Conv2d(channels, q, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(q)]
+            channels = q
+        blocks += [nn.Conv2d(q, q, 1), nn.BatchNorm2d(q)]
+        self.layers = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)

@@ -1,0 +1,73 @@
+"""The files written for one segmented image (by ``segment`` and ``predict``)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from unsupseg.io import atomic_directory, save_label_png, to_uint8, write_json
+from unsupseg.viz import colorize, overlay, save_panel
+
+#: Files in each image's output folder.
+OUTPUT_FILES = ("labels.png", "labels.npy", "color.png", "overlay.png", "panel.png", "summary.json")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that determine results, for summaries and benchmarks."""
+    import numpy
+    import scipy
+    import skimage
+    import sklearn
+    import torch
+    import torchvision
+
+    import unsupseg
+
+    return {
+        "unsupseg": unsupseg.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "scikit-image": skimage.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def write_image_outputs(
+    folder: str | os.PathLike,
+    image: np.ndarray,
+    labels: np.ndarray,
+    panels: list[tuple[str, np.ndarray]],
+    summary: dict[str, Any],
+) -> Path:
+    """Write all outputs of one image into ``folder``, all or nothing.
+
+    Parameters
+    ----------
+    folder : path
+        Created (or replaced as a whole) only once every file is written.
+    image : ndarray (H, W, 3) float in [0, 1]
+    labels : ndarray (H, W) int, ids from 0
+    panels : list of (title, array) for the panel figure, after the main image.
+    summary : dict written to ``summary.json`` (``n_labels`` and versions are added).
+    """
+    labels = np.asarray(labels)
+    picture = to_uint8(image)
+    with atomic_directory(folder) as tmp:
+        save_label_png(tmp / "labels.png", labels)
+        np.save(tmp / "labels.npy", labels)
+        Image.fromarray(colorize(labels)).save(tmp / "color.png")
+        Image.fromarray(overlay(picture, labels)).save(tmp / "overlay.png")
+        save_panel(tmp / "panel.png", [("Main image", picture), *panels])
+        write_json(
+            tmp / "summary.json",
+            {"n_labels": int(np.unique(labels).size), **summary, "versions": library_versions()},
+        )
+    return Path(folder)

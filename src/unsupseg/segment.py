@@ -1,0 +1,361 @@
+"""Per-image segmentation: a fresh network optimised on one image.
+
+The algorithm (Kanezaki 2018), one iteration::
+
+    response = net(x)                                    # (1, q, H, W)
+    argmax = response.argmax(1)                          # (1, H, W)
+    target = refine_by_superpixel_vote(argmax, spx, q)   # majority label per superpixel
+    loss = cross_entropy(response, target)
+    loss.backward(); optimizer.step()
+    stop when argmax holds <= min_labels labels
+
+The TIP 2020 variant (Kim, Kanezaki, Tanaka) drops the superpixels, takes the argmax
+itself as the target and adds a spatial continuity loss, optionally with scribbles.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.transform import resize
+from tqdm.auto import tqdm
+
+from unsupseg.device import resolve_device
+from unsupseg.io import MAX_PIXELS, as_rgb_float
+from unsupseg.models.kanezaki import KanezakiNet
+from unsupseg.refine import refine_by_superpixel_vote
+from unsupseg.superpixels import slic_superpixels
+
+METHODS = ("kanezaki2018", "tip2020")
+
+#: Scribble value meaning "no scribble here" (as in the TIP 2020 code).
+UNLABELLED = 255
+
+
+@dataclass
+class SegmentationResult:
+    """Everything :func:`segment` computed, for figures and reports.
+
+    ``labels``, ``argmax`` and ``superpixels`` are at the input's size; ``response`` is
+    at the size the network saw (smaller when ``max_side`` downscaled the image).
+    ``argmax`` is the last iteration's raw argmax numbered like ``labels`` (a label the
+    refinement removed gets an id after those of ``labels``).
+    """
+
+    labels: np.ndarray
+    argmax: np.ndarray
+    superpixels: np.ndarray | None
+    response: np.ndarray
+    n_iterations: int
+    seconds: float
+    slic_seconds: float
+    n_labels_history: list[int]
+    loss_history: list[float]
+    iteration_seconds: list[float]
+    working_shape: tuple[int, int]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_labels(self) -> int:
+        """Number of distinct labels in ``labels``."""
+        return int(self.labels.max()) + 1
+
+
+def segment(
+    image: np.ndarray,
+    method: str = "kanezaki2018",
+    *,
+    q: int = 100,
+    n_conv: int = 2,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    max_iter: int = 1000,
+    min_labels: int | None = None,
+    n_segments: int = 10000,
+    compactness: float = 100.0,
+    mu: float = 1.0,
+    scribble: np.ndarray | None = None,
+    scribble_weight: float = 0.5,
+    max_side: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    return_details: bool = False,
+    progress: bool = False,
+) -> np.ndarray | SegmentationResult:
+    """Segment one image by optimising a fresh network on it.
+
+    Parameters
+    ----------
+    image : ndarray
+        (H, W) grayscale, (H, W, 3) RGB or (H, W, 4) RGBA, any numeric dtype. It is
+        min-max normalised to [0, 1].
+    method : {'kanezaki2018', 'tip2020'}
+        ``kanezaki2018``: targets are the argmax refined by SLIC superpixel majority
+        vote. ``tip2020``: targets are the argmax itself plus a continuity loss of
+        weight ``mu`` (and scribbles when given); no SLIC.
+    q : int
+        Output channels of the network (``nChannel``), the most labels possible.
+    n_conv : int
+        Number of 3x3 convolution blocks (``nConv``).
+    lr, momentum : float
+        SGD settings.
+    max_iter : int
+        Most optimisation steps.
+    min_labels : int, optional
+        Stop as soon as the argmax holds at most this many labels. Default 3, or the
+        number of scribble classes when ``scribble`` is given (as the TIP code does).
+    n_segments, compactness : SLIC's K and m (``kanezaki2018`` only).
+    mu : float
+        Weight of the continuity loss (``tip2020`` only).
+    scribble : ndarray of int, shape (H, W), optional
+        ``tip2020`` only: class ids (< q) where the user scribbled, 255 elsewhere.
+    scribble_weight : float
+        Weight of the cross-entropy on scribbled pixels.
+    max_side : int, optional
+        Downscale so that the longer side is at most this many pixels; results are
+        brought back to the input's size (nearest neighbour).
+    max_pixels : int
+        Refuse larger working images (they would need tens of GiB); use ``max_side``.
+    seed : int
+        Seeds the network's initialisation: on the CPU, the same seed gives the same
+        labels run to run.
+    device : str or torch.device, optional
+        ``'cpu'``, ``'cuda'``, ... Default: CUDA when available, else CPU.
+    return_details : bool
+        Return a :class:`SegmentationResult` instead of the label array.
+    progress : bool
+        Show a progress bar over iterations.
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (H, W)
+        Consecutive ids from 0. For ``kanezaki2018`` the refined (superpixel-voted)
+        labels of the last iteration, for ``tip2020`` its argmax.
+
+    References
+    ----------
+    .. [1] A. Kanezaki, "Unsupervised Image Segmentation by Backpropagation", ICASSP
+       2018, pp. 1543-1547.
+    .. [2] W. Kim, A. Kanezaki, M. Tanaka, "Unsupervised Learning of Image Segmentation
+       Based on Differentiable Feature Clustering", IEEE TIP 29:8055-8068, 2020.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> labels = segment(data.coffee(), max_iter=5, max_side=64)
+    >>> labels.shape
+    (400, 600)
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    _check_positive(n_conv=n_conv, max_iter=max_iter, lr=lr, n_segments=n_segments)
+    if q < 2:
+        raise ValueError(f"q must be >= 2; got {q}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1); got {momentum}")
+    if compactness <= 0:
+        raise ValueError(f"compactness must be > 0; got {compactness}")
+    if mu < 0 or scribble_weight < 0:
+        raise ValueError("mu and scribble_weight must be >= 0")
+    if max_side is not None and max_side < 2:
+        raise ValueError(f"max_side must be >= 2; got {max_side}")
+    if scribble is not None and method != "tip2020":
+        raise ValueError("scribbles are used by method='tip2020' only")
+
+    dev = resolve_device(device)
+    started = time.perf_counter()
+    rgb = as_rgb_float(image)
+    original_shape = rgb.shape[:2]
+    if max_side is not None and max(original_shape) > max_side:
+        scale = max_side / max(original_shape)
+        working = tuple(max(1, round(side * scale)) for side in original_shape)
+        rgb = resize(rgb, working, anti_aliasing=True, preserve_range=True).astype(np.float32)
+    height, width = rgb.shape[:2]
+    if height * width > max_pixels:
+        raise ValueError(
+            f"image is {width}x{height} = {height * width} pixels, more than the limit of "
+            f"{max_pixels}; downscale it with max_side (CLI: --max-side 1024)"
+        )
+    if height * width < 2:
+        raise ValueError(
+            f"image is {width}x{height} pixels: at least 2 pixels are needed "
+            "(batch normalisation needs two values per channel)"
+        )
+
+    scribble_t = None
+    if scribble is not None:
+        scribble_t, scribble_classes = _prepare_scribble(
+            scribble, original_shape, (height, width), q
+        )
+        scribble_t = scribble_t.to(dev)
+        if min_labels is None:
+            min_labels = max(1, scribble_classes)
+    if min_labels is None:
+        min_labels = 3
+    if min_labels < 1:
+        raise ValueError(f"min_labels must be >= 1; got {min_labels}")
+
+    x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).unsqueeze(0).to(dev)
+
+    superpixels_t = None
+    slic_seconds = 0.0
+    if method == "kanezaki2018":
+        slic_started = time.perf_counter()
+        superpixels_np = slic_superpixels(rgb, n_segments=n_segments, compactness=compactness)
+        slic_seconds = time.perf_counter() - slic_started
+        superpixels_t = torch.from_numpy(superpixels_np).unsqueeze(0).to(dev)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = KanezakiNet(in_channels=3, q=q, n_conv=n_conv)
+    net.to(dev).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+
+    n_labels_history: list[int] = []
+    loss_history: list[float] = []
+    iteration_seconds: list[float] = []
+    bar = tqdm(total=max_iter, desc="iterations", unit="it", disable=not progress, leave=False)
+    for _ in range(max_iter):
+        step_started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        response = net(x)
+        argmax = response.detach().argmax(dim=1)
+        if method == "kanezaki2018":
+            target = refine_by_superpixel_vote(argmax, superpixels_t, q)
+            loss = F.cross_entropy(response, target)
+        else:
+            target = argmax
+            loss = _tip2020_loss(response, argmax, scribble_t, mu, scribble_weight)
+        loss.backward()
+        optimizer.step()
+
+        n_labels = int(torch.count_nonzero(torch.bincount(argmax.view(-1), minlength=q)))
+        n_labels_history.append(n_labels)
+        loss_history.append(float(loss.detach()))
+        iteration_seconds.append(time.perf_counter() - step_started)
+        bar.update(1)
+        bar.set_postfix(labels=n_labels, loss=f"{loss_history[-1]:.3f}")
+        if n_labels <= min_labels:
+            break
+    bar.close()
+
+    labels, argmax_ids = _number_consecutively(target[0].cpu().numpy(), argmax[0].cpu().numpy())
+    labels = _upsample_nearest(labels, original_shape)
+    if not return_details:
+        return labels
+    params = dict(
+        method=method,
+        q=q,
+        n_conv=n_conv,
+        lr=lr,
+        momentum=momentum,
+        max_iter=max_iter,
+        min_labels=min_labels,
+        n_segments=n_segments if method == "kanezaki2018" else None,
+        compactness=compactness if method == "kanezaki2018" else None,
+        mu=mu if method == "tip2020" else None,
+        scribble=scribble is not None,
+        scribble_weight=scribble_weight if scribble is not None else None,
+        max_side=max_side,
+        seed=seed,
+        device=str(dev),
+    )
+    return SegmentationResult(
+        labels=labels,
+        argmax=_upsample_nearest(argmax_ids, original_shape),
+        superpixels=(
+            None
+            if superpixels_t is None
+            else _upsample_nearest(superpixels_t[0].cpu().numpy(), original_shape)
+        ),
+        response=response.detach()[0].float().cpu().numpy(),
+        n_iterations=len(n_labels_history),
+        seconds=time.perf_counter() - started,
+        slic_seconds=slic_seconds,
+        n_labels_history=n_labels_history,
+        loss_history=loss_history,
+        iteration_seconds=iteration_seconds,
+        working_shape=(height, width),
+        params=params,
+    )
+
+
+def _tip2020_loss(
+    response: torch.Tensor,
+    argmax: torch.Tensor,
+    scribble: torch.Tensor | None,
+    mu: float,
+    scribble_weight: float,
+) -> torch.Tensor:
+    """Similarity CE on the argmax + mu x continuity (+ scribble CE), as TIP 2020."""
+    continuity = (response[:, :, 1:, :] - response[:, :, :-1, :]).abs().mean() + (
+        response[:, :, :, 1:] - response[:, :, :, :-1]
+    ).abs().mean()
+    if scribble is None:
+        return F.cross_entropy(response, argmax) + mu * continuity
+    scribbled = scribble != UNLABELLED
+    similarity_target = argmax.masked_fill(scribbled, -100)
+    scribble_target = scribble.masked_fill(~scribbled, -100)
+    loss = mu * continuity
+    if not bool(scribbled.all()):
+        loss = loss + F.cross_entropy(response, similarity_target, ignore_index=-100)
+    return loss + scribble_weight * F.cross_entropy(response, scribble_target, ignore_index=-100)
+
+
+def _prepare_scribble(
+    scribble: np.ndarray, original: tuple[int, int], working: tuple[int, int], q: int
+) -> tuple[torch.Tensor, int]:
+    scribble = np.asarray(scribble)
+    if scribble.ndim == 3 and scribble.shape[2] in (3, 4):
+        scribble = scribble[..., 0]
+    if scribble.shape != original:
+        raise ValueError(
+            f"scribble has shape {scribble.shape}, the image {original}; they must match"
+        )
+    if not np.issubdtype(scribble.dtype, np.integer):
+        raise ValueError(f"scribble must hold integer class ids; got dtype {scribble.dtype}")
+    classes = np.unique(scribble[scribble != UNLABELLED])
+    if classes.size == 0:
+        raise ValueError(f"scribble holds no scribbled pixel (every value is {UNLABELLED})")
+    if classes.min() < 0 or classes.max() >= q:
+        raise ValueError(
+            f"scribble class ids must be in 0..{q - 1} (q={q}) or {UNLABELLED}; "
+            f"found {classes.min()}..{classes.max()}"
+        )
+    scribble = _upsample_nearest(scribble, working)
+    return torch.from_numpy(scribble.astype(np.int64)).unsqueeze(0), int(classes.size)
+
+
+def _number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber channel ids: ``final``'s from 0 in channel order, ``argmax``'s alike.
+
+    Channels present in ``argmax`` only get the ids after ``final``'s, so the same
+    region has the same id (and colour) in both maps.
+    """
+    kept = np.unique(final)
+    extra = np.setdiff1d(np.unique(argmax), kept)
+    lookup = np.zeros(max(int(final.max()), int(argmax.max())) + 1, dtype=np.int64)
+    lookup[kept] = np.arange(kept.size)
+    lookup[extra] = np.arange(kept.size, kept.size + extra.size)
+    return lookup[final], lookup[argmax]
+
+
+def _upsample_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label array (up or down)."""
+    if array.shape == tuple(shape):
+        return array
+    rows = (np.arange(shape[0]) * array.shape[0] // shape[0]).clip(0, array.shape[0] - 1)
+    cols = (np.arange(shape[1]) * array.shape[1] // shape[1]).clip(0, array.shape[1] - 1)
+    return array[rows[:, None], cols[None, :]]
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0; got {value}")

@@ -1,0 +1,84 @@
+"""Pictures of label maps: one fixed palette, colour renderings, overlays and panels."""
+
+from __future__ import annotations
+
+import colorsys
+import os
+from functools import lru_cache
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from skimage.segmentation import mark_boundaries  # noqa: E402
+
+from unsupseg.io import atomic_file  # noqa: E402
+
+#: Number of distinct colours; label ids beyond it wrap around.
+PALETTE_SIZE = 4096
+
+
+@lru_cache(maxsize=1)
+def palette() -> np.ndarray:
+    """The project's one colour palette, shape (PALETTE_SIZE, 3), uint8.
+
+    The first 20 colours are matplotlib's ``tab20`` (well separated for the few labels
+    a segmentation usually has); the rest step the hue by the golden ratio with
+    alternating saturation and value, so neighbouring ids never look alike. It does not
+    depend on any random state: label k has the same colour in every output.
+    """
+    tab20 = (np.array(plt.get_cmap("tab20").colors) * 255).round().astype(np.uint8)
+    colours = [tab20[[*range(0, 20, 2), *range(1, 20, 2)]]]
+    extra = []
+    for index in range(PALETTE_SIZE - 20):
+        hue = (index * 0.618033988749895) % 1.0
+        saturation = (0.55, 0.9, 0.7)[index % 3]
+        value = (0.95, 0.75, 0.6)[(index // 3) % 3]
+        extra.append(colorsys.hsv_to_rgb(hue, saturation, value))
+    colours.append((np.array(extra) * 255).round().astype(np.uint8))
+    return np.concatenate(colours)
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    """Render a label map in the fixed palette, shape (H, W, 3) uint8."""
+    labels = np.asarray(labels)
+    return palette()[labels % PALETTE_SIZE]
+
+
+def overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The image with segment boundaries drawn in yellow, uint8."""
+    marked = mark_boundaries(image, labels, color=(1.0, 1.0, 0.0))
+    return np.clip(np.rint(marked * 255), 0, 255).astype(np.uint8)
+
+
+def save_panel(
+    path: str | os.PathLike,
+    panels: list[tuple[str, np.ndarray]],
+    title: str | None = None,
+) -> None:
+    """Save side-by-side images with titles as a PNG (the seed's panel figure).
+
+    Parameters
+    ----------
+    panels : list of (title, image)
+        Each image is (H, W, 3) uint8 or a (H, W) label map, drawn in the palette.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    for axis, (name, picture) in zip(axes[0], panels, strict=True):
+        axis.imshow(colorize(picture) if picture.ndim == 2 else picture, interpolation="nearest")
+        axis.set_title(name, fontsize=10)
+        axis.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    try:
+        with atomic_file(path, "wb") as handle:
+            fig.savefig(handle, format=os.path.splitext(str(path))[1][1:] or "png", dpi=100)
+    finally:
+        plt.close(fig)
