@@ -204,8 +204,9 @@ def _run_segment(args: argparse.Namespace) -> int:
                 args.out / name, as_rgb_float(image), result.labels, panels, summary
             )
         except (ImageReadError, ValueError, RuntimeError, MemoryError) as exc:
-            failures.append((source, str(exc)))
-            log.error("failed: %s", exc)
+            message = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
+            failures.append((source, message))
+            log.error("failed: %s", message)
             continue
         done += 1
         log.info(
@@ -226,8 +227,8 @@ def _run_segment(args: argparse.Namespace) -> int:
         )
     if failures:
         log.error("%d input(s) failed:", len(failures))
-        for source, message in failures:
-            log.error("  %s: %s", source, message)
+        for _, message in failures:
+            log.error("  %s", message)
         return 1
     if not done:
         log.error("nothing to segment")

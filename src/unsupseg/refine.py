@@ -2,7 +2,7 @@
 
 ``superpixel-vote`` is the refinement of Kanezaki (2018): every pixel of a superpixel
 takes the superpixel's most frequent argmax label. It is done here for a whole batch
-with a single ``bincount`` over ``superpixel_id * q + label``; there is no Python loop
+with a single histogram (``scatter_add``) over ``superpixel_id * q + label``; there is no Python loop
 over superpixels.
 
 ``label-slic`` is what the thesis code did: SLIC run on the argmax label map itself.
@@ -49,16 +49,27 @@ def refine_by_superpixel_vote(
     batched = labels if labels.dim() == 3 else labels.unsqueeze(0)
     spx = superpixels if superpixels.dim() == 3 else superpixels.unsqueeze(0)
     batch = batched.shape[0]
-    valid = spx >= 0
     # Give each image of the batch its own range of superpixel ids.
     per_image = spx.reshape(batch, -1).amax(dim=1).clamp(min=-1) + 1
     offsets = torch.cumsum(per_image, 0) - per_image
-    global_ids = (spx + offsets.view(batch, 1, 1)).masked_fill(~valid, 0)
+    global_ids = (spx + offsets.view(batch, 1, 1)).reshape(-1)
+    flat_labels = batched.reshape(-1)
+    valid = spx.reshape(-1) >= 0
+    padded = not bool(valid.all())
+    if padded:
+        global_ids = global_ids.masked_fill(~valid, 0)
     n_superpixels = int(per_image.sum())
-    keys = global_ids * n_labels + batched
-    counts = torch.bincount(keys[valid], minlength=n_superpixels * n_labels)
+    keys = global_ids * n_labels + flat_labels
+    votes = torch.ones_like(keys, dtype=torch.int32)
+    if padded:
+        votes = votes.masked_fill(~valid, 0)
+    # scatter_add_ rather than torch.bincount: the same histogram, several times faster on CPU
+    counts = torch.zeros(n_superpixels * n_labels, dtype=torch.int32, device=keys.device)
+    counts.scatter_add_(0, keys, votes)
     winners = counts.view(n_superpixels, n_labels).argmax(dim=1)
-    refined = torch.where(valid, winners[global_ids], batched)
+    refined = winners.index_select(0, global_ids)
+    if padded:
+        refined = torch.where(valid, refined, flat_labels)
     return refined.view(labels.shape)
 
 

@@ -1,0 +1,42 @@
+"""Data sets, the superpixel cache and training items.
+
+Data flows one way: an :class:`ImageDataset` (opened by :func:`open_dataset`) gives
+images, labels and ground truth; a :class:`SuperpixelCache` stores SLIC of every image
+once; a :class:`TrainingDataset` pairs them into augmented torch items, batched by
+:func:`collate`.
+"""
+
+from unsupseg.data.base import DatasetError, ImageDataset
+from unsupseg.data.cache import SuperpixelCache, default_cache_dir, default_slic_params
+from unsupseg.data.datasets import (
+    DATASETS,
+    BSDS500Dataset,
+    CIFAR10Dataset,
+    FolderDataset,
+    MSRCDataset,
+    STL10Dataset,
+    VOC2012Dataset,
+    open_dataset,
+    read_bsds_ground_truth,
+)
+from unsupseg.data.training import TrainingDataset, collate, crop_and_flip
+
+__all__ = [
+    "DATASETS",
+    "BSDS500Dataset",
+    "CIFAR10Dataset",
+    "DatasetError",
+    "FolderDataset",
+    "ImageDataset",
+    "MSRCDataset",
+    "STL10Dataset",
+    "SuperpixelCache",
+    "TrainingDataset",
+    "VOC2012Dataset",
+    "collate",
+    "crop_and_flip",
+    "default_cache_dir",
+    "default_slic_params",
+    "open_dataset",
+    "read_bsds_ground_truth",
+]

@@ -1,0 +1,120 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unsupseg.cli import main
+from unsupseg.io import read_label_png
+from unsupseg.outputs import OUTPUT_FILES
+from unsupseg.viz import colorize
+
+FAST = ["--q", "12", "--max-iter", "4", "--n-segments", "30", "--quiet"]
+
+
+def check_outputs_agree(folder):
+    labels = np.load(folder / "labels.npy")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_FILES)
+    np.testing.assert_array_equal(read_label_png(folder / "labels.png"), labels)
+    np.testing.assert_array_equal(np.asarray(Image.open(folder / "color.png")), colorize(labels))
+    overlay = np.asarray(Image.open(folder / "overlay.png"))
+    assert overlay.shape == (*labels.shape, 3)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["n_labels"] == len(np.unique(labels))
+    assert (summary["height"], summary["width"]) == labels.shape
+    assert {"torch", "unsupseg", "scikit-image"} <= set(summary["versions"])
+    assert Image.open(folder / "panel.png").size[0] > 3 * 100
+    return labels, summary
+
+
+def test_segment_end_to_end(tmp_path, blocks_image):
+    Image.fromarray(blocks_image).save(tmp_path / "blocks.png")
+    code = main(["segment", str(tmp_path / "blocks.png"), "--out", str(tmp_path / "out"), *FAST])
+    assert code == 0
+    labels, summary = check_outputs_agree(tmp_path / "out" / "blocks")
+    assert labels.shape == blocks_image.shape[:2]
+    assert summary["iterations"] <= 4
+    assert summary["parameters"]["q"] == 12
+    assert len(summary["n_labels_per_iteration"]) == summary["iterations"]
+
+
+def test_folder_run_continues_past_bad_files(tmp_path, blocks_image, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(blocks_image).save(images / "good.png")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.fromarray(blocks_image[:1, :1]).save(images / "dot.png")
+    out = tmp_path / "out"
+    code = main(["segment", str(images), str(tmp_path / "missing.jpg"), "--out", str(out), *FAST])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["good"]
+    check_outputs_agree(out / "good")
+    text = capsys.readouterr().err
+    assert "3 input(s) failed" in text
+    for name in ("broken.png", "dot.png", "missing.jpg"):
+        assert name in text
+
+
+def test_empty_folder_and_no_partial_output(tmp_path, blocks_image, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    assert main(["segment", str(tmp_path / "empty"), "--out", str(tmp_path / "o1"), *FAST]) == 1
+    assert not (tmp_path / "o1").exists() or not any((tmp_path / "o1").iterdir())
+
+    Image.fromarray(blocks_image).save(tmp_path / "blocks.png")
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("unsupseg.outputs.save_panel", explode)
+    out = tmp_path / "o2"
+    assert main(["segment", str(tmp_path / "blocks.png"), "--out", str(out), *FAST]) == 1
+    assert list(out.iterdir()) == []
+
+
+def test_huge_image_refused_unless_downscaled(tmp_path):
+    Image.new("RGB", (2100, 2100), (10, 20, 30)).save(tmp_path / "huge.png")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "huge.png"), "--out", str(out), *FAST]) == 1
+    assert not (out / "huge").exists()
+    code = main(["segment", str(tmp_path / "huge.png"), "--out", str(out), "--max-side", "40",
+                 *FAST])
+    assert code == 0
+    assert np.load(out / "huge" / "labels.npy").shape == (2100, 2100)
+
+
+@pytest.mark.parametrize(
+    "option", [["--max-iter", "-3"], ["--q", "1"], ["--lr", "0"], ["--q", "abc"]]
+)
+def test_invalid_option_values(option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", *option])
+    assert exit_info.value.code == 2
+    assert option[0] in capsys.readouterr().err
+
+
+def test_scribble_option(tmp_path, blocks_image):
+    Image.fromarray(blocks_image).save(tmp_path / "blocks.png")
+    scribble = np.full(blocks_image.shape[:2], 255, dtype=np.uint8)
+    scribble[10, 2:8], scribble[10, 24:30] = 0, 1
+    Image.fromarray(scribble).save(tmp_path / "scribble.png")
+    common = [str(tmp_path / "blocks.png"), "--scribble", str(tmp_path / "scribble.png"),
+              "--out", str(tmp_path / "out"), *FAST]
+    assert main(["segment", *common]) == 2  # needs --method tip2020
+    assert main(["segment", *common, "--method", "tip2020"]) == 0
+    summary = json.loads((tmp_path / "out" / "blocks" / "summary.json").read_text())
+    assert summary["parameters"]["scribble"] is True
+    assert summary["parameters"]["min_labels"] == 2
+
+
+def test_console_script_runs(tmp_path, blocks_image):
+    Image.fromarray(blocks_image).save(tmp_path / "blocks.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "unsupseg.cli", "segment", str(tmp_path / "blocks.png"),
+         "--out", str(tmp_path / "out"), *FAST],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Wrote 1 of 1 images" in done.stderr
+    check_outputs_agree(tmp_path / "out" / "blocks")

@@ -1,0 +1,157 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from unsupseg import segment
+
+FAST = dict(q=20, max_iter=200, n_segments=40, compactness=10)
+
+
+def block_interiors(labels):
+    return [labels[2:22, 2:10], labels[2:22, 14:20], labels[2:22, 24:30]]
+
+
+def majority(region):
+    values, counts = np.unique(region, return_counts=True)
+    return values[counts.argmax()], counts.max() / region.size
+
+
+def test_kanezaki_separates_colour_blocks(blocks_image):
+    result = segment(blocks_image, return_details=True, **FAST)
+    assert result.labels.shape == blocks_image.shape[:2]
+    majorities = [majority(region) for region in block_interiors(result.labels)]
+    assert len({label for label, _ in majorities}) == 3
+    assert all(share > 0.9 for _, share in majorities)
+    # ids are consecutive from 0
+    assert set(np.unique(result.labels)) == set(range(result.labels.max() + 1))
+    assert result.n_iterations == len(result.n_labels_history) <= FAST["max_iter"]
+    assert result.superpixels.shape == blocks_image.shape[:2]
+    assert result.response.shape == (FAST["q"], *blocks_image.shape[:2])
+
+
+def test_stop_rule_and_iteration_limit(blocks_image):
+    stopped = segment(blocks_image, return_details=True, **{**FAST, "max_iter": 50})
+    if stopped.n_iterations < 50:
+        assert stopped.n_labels_history[-1] <= 3
+        assert all(n > 3 for n in stopped.n_labels_history[:-1])
+    at_once = segment(blocks_image, return_details=True, **{**FAST, "max_iter": 50},
+                      min_labels=FAST["q"])
+    assert at_once.n_iterations == 1
+    capped = segment(blocks_image, return_details=True, **{**FAST, "max_iter": 3}, min_labels=1)
+    assert capped.n_iterations == 3
+
+
+def test_same_seed_same_labels_other_seed_other_init(blocks_image):
+    options = dict(FAST, max_iter=15, min_labels=1)
+    first = segment(blocks_image, seed=3, return_details=True, **options)
+    second = segment(blocks_image, seed=3, return_details=True, **options)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    assert first.loss_history == second.loss_history
+    other = segment(blocks_image, seed=4, return_details=True, **options)
+    assert other.loss_history != first.loss_history
+
+
+def test_argmax_numbered_like_labels(blocks_image):
+    result = segment(blocks_image, return_details=True, **{**FAST, "max_iter": 2}, min_labels=1)
+    # the refinement keeps a subset of the argmax labels, with the same ids
+    assert set(np.unique(result.labels)) <= set(np.unique(result.argmax))
+    for label in np.unique(result.labels):
+        assert (result.argmax == label).any()
+
+
+def test_tip2020_with_scribbles_follows_them(blocks_image):
+    scribble = np.full(blocks_image.shape[:2], 255, dtype=np.uint8)
+    scribble[10, 2:8], scribble[10, 14:20], scribble[10, 24:30] = 0, 1, 2
+    result = segment(blocks_image, "tip2020", scribble=scribble, q=20, max_iter=150,
+                     return_details=True)
+    assert result.params["min_labels"] == 3
+    assert result.superpixels is None
+    majorities = [majority(region) for region in block_interiors(result.labels)]
+    assert len({label for label, _ in majorities}) == 3
+    assert all(share > 0.8 for _, share in majorities)
+
+
+def test_tip2020_without_scribbles_reduces_labels(blocks_image):
+    result = segment(blocks_image, "tip2020", q=20, max_iter=60, return_details=True)
+    assert result.n_labels_history[-1] < result.n_labels_history[0]
+    assert result.n_labels < 20
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.random.default_rng(0).integers(0, 255, (9, 11), dtype=np.uint8),  # grayscale
+        np.random.default_rng(1).integers(0, 255, (9, 11, 4), dtype=np.uint8),  # RGBA
+        np.random.default_rng(2).integers(0, 65535, (9, 11, 3), dtype=np.uint16),  # 16-bit
+        np.random.default_rng(3).random((9, 11, 3)),  # float
+        np.zeros((9, 11, 3), dtype=np.uint8),  # constant
+        np.array([[0, 255]], dtype=np.uint8),  # two pixels
+    ],
+    ids=["gray", "rgba", "uint16", "float", "constant", "two-pixels"],
+)
+def test_odd_images_segment(image):
+    labels = segment(image, q=8, max_iter=3, n_segments=10000)  # more superpixels than pixels
+    assert labels.shape == image.shape[:2]
+    assert labels.min() == 0
+
+
+def test_max_side_downscales_and_returns_full_size(blocks_image):
+    big = np.kron(blocks_image, np.ones((4, 4, 1), dtype=np.uint8))  # 96x128
+    result = segment(big, max_side=32, return_details=True, **{**FAST, "max_iter": 2})
+    assert result.working_shape == (24, 32)
+    assert result.labels.shape == big.shape[:2]
+    assert result.argmax.shape == big.shape[:2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(q=1), "q must be >= 2"),
+        (dict(max_iter=-5), "max_iter must be > 0"),
+        (dict(max_iter=0), "max_iter must be > 0"),
+        (dict(lr=0), "lr must be > 0"),
+        (dict(n_segments=0), "n_segments must be > 0"),
+        (dict(compactness=-1), "compactness must be > 0"),
+        (dict(min_labels=0), "min_labels must be >= 1"),
+        (dict(method="kmeans"), "method must be one of"),
+        (dict(momentum=1.5), "momentum"),
+        (dict(max_side=1), "max_side"),
+        (dict(scribble=np.zeros((24, 32), dtype=np.uint8)), "tip2020. only"),
+        (dict(device="tpu"), "device"),
+    ],
+)
+def test_invalid_options(blocks_image, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        segment(blocks_image, **kwargs)
+
+
+def test_bad_scribbles(blocks_image):
+    with pytest.raises(ValueError, match="must match"):
+        segment(blocks_image, "tip2020", scribble=np.full((5, 5), 255, dtype=np.uint8))
+    with pytest.raises(ValueError, match="no scribbled pixel"):
+        segment(blocks_image, "tip2020", scribble=np.full((24, 32), 255, dtype=np.uint8))
+    too_high = np.full((24, 32), 255, dtype=np.uint8)
+    too_high[0, 0] = 50
+    with pytest.raises(ValueError, match=r"0\.\.19"):
+        segment(blocks_image, "tip2020", scribble=too_high, q=20)
+
+
+def test_tiny_and_huge_images_refused_with_advice():
+    with pytest.raises(ValueError, match="at least 2 pixels"):
+        segment(np.zeros((1, 1, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="max_side"):
+        segment(np.zeros((40, 40, 3), dtype=np.uint8), max_pixels=1000)
+
+
+def test_real_bsds500_photo(bsds500):
+    from unsupseg import read_image
+
+    image = read_image(bsds500 / "images" / "val" / "3096.jpg")
+    options = dict(max_side=96, max_iter=60, seed=0, return_details=True)
+    first = segment(image, **options)
+    second = segment(image, **options)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    assert first.labels.shape == image.shape[:2]
+    components = sum(ndimage.label(first.labels == k)[1] for k in np.unique(first.labels))
+    assert components >= first.params["min_labels"]
+    assert first.n_labels_history[-1] < first.n_labels_history[0]
