@@ -78,8 +78,9 @@ def test_huge_image_refused_unless_downscaled(tmp_path):
     out = tmp_path / "out"
     assert main(["segment", str(tmp_path / "huge.png"), "--out", str(out), *FAST]) == 1
     assert not (out / "huge").exists()
-    code = main(["segment", str(tmp_path / "huge.png"), "--out", str(out), "--max-side", "40",
-                 *FAST])
+    code = main(
+        ["segment", str(tmp_path / "huge.png"), "--out", str(out), "--max-side", "40", *FAST]
+    )
     assert code == 0
     assert np.load(out / "huge" / "labels.npy").shape == (2100, 2100)
 
@@ -99,8 +100,14 @@ def test_scribble_option(tmp_path, blocks_image):
     scribble = np.full(blocks_image.shape[:2], 255, dtype=np.uint8)
     scribble[10, 2:8], scribble[10, 24:30] = 0, 1
     Image.fromarray(scribble).save(tmp_path / "scribble.png")
-    common = [str(tmp_path / "blocks.png"), "--scribble", str(tmp_path / "scribble.png"),
-              "--out", str(tmp_path / "out"), *FAST]
+    common = [
+        str(tmp_path / "blocks.png"),
+        "--scribble",
+        str(tmp_path / "scribble.png"),
+        "--out",
+        str(tmp_path / "out"),
+        *FAST,
+    ]
     assert main(["segment", *common]) == 2  # needs --method tip2020
     assert main(["segment", *common, "--method", "tip2020"]) == 0
     summary = json.loads((tmp_path / "out" / "blocks" / "summary.json").read_text())
@@ -111,9 +118,19 @@ def test_scribble_option(tmp_path, blocks_image):
 def test_console_script_runs(tmp_path, blocks_image):
     Image.fromarray(blocks_image).save(tmp_path / "blocks.png")
     done = subprocess.run(
-        [sys.executable, "-m", "unsupseg.cli", "segment", str(tmp_path / "blocks.png"),
-         "--out", str(tmp_path / "out"), *FAST],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "unsupseg.cli",
+            "segment",
+            str(tmp_path / "blocks.png"),
+            "--out",
+            str(tmp_path / "out"),
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "Wrote 1 of 1 images" in done.stderr

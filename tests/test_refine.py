@@ -27,7 +27,7 @@ def test_vote_matches_loop_on_random_batches(seed):
         labels = rng.integers(0, q, size=(h, w))
         superpixels = rng.integers(0, int(rng.integers(1, 60)), size=(h, w))
         batch.append((labels, superpixels))
-    size = max(l.shape[0] for l, _ in batch), max(l.shape[1] for l, _ in batch)
+    size = max(lab.shape[0] for lab, _ in batch), max(lab.shape[1] for lab, _ in batch)
     labels_b = np.zeros((3, *size), dtype=np.int64)
     spx_b = np.full((3, *size), -1, dtype=np.int64)
     expected = np.zeros_like(labels_b)
@@ -56,8 +56,9 @@ def test_vote_single_image_and_padding_untouched():
 
 def test_vote_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="differ"):
-        refine_by_superpixel_vote(torch.zeros(2, 3, dtype=torch.long),
-                                  torch.zeros(3, 2, dtype=torch.long), 2)
+        refine_by_superpixel_vote(
+            torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long), 2
+        )
 
 
 def test_label_slic_groups_label_regions():

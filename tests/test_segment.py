@@ -34,8 +34,9 @@ def test_stop_rule_and_iteration_limit(blocks_image):
     if stopped.n_iterations < 50:
         assert stopped.n_labels_history[-1] <= 3
         assert all(n > 3 for n in stopped.n_labels_history[:-1])
-    at_once = segment(blocks_image, return_details=True, **{**FAST, "max_iter": 50},
-                      min_labels=FAST["q"])
+    at_once = segment(
+        blocks_image, return_details=True, **{**FAST, "max_iter": 50}, min_labels=FAST["q"]
+    )
     assert at_once.n_iterations == 1
     capped = segment(blocks_image, return_details=True, **{**FAST, "max_iter": 3}, min_labels=1)
     assert capped.n_iterations == 3
@@ -62,8 +63,9 @@ def test_argmax_numbered_like_labels(blocks_image):
 def test_tip2020_with_scribbles_follows_them(blocks_image):
     scribble = np.full(blocks_image.shape[:2], 255, dtype=np.uint8)
     scribble[10, 2:8], scribble[10, 14:20], scribble[10, 24:30] = 0, 1, 2
-    result = segment(blocks_image, "tip2020", scribble=scribble, q=20, max_iter=150,
-                     return_details=True)
+    result = segment(
+        blocks_image, "tip2020", scribble=scribble, q=20, max_iter=150, return_details=True
+    )
     assert result.params["min_labels"] == 3
     assert result.superpixels is None
     majorities = [majority(region) for region in block_interiors(result.labels)]

@@ -38,6 +38,19 @@ BENCH_SHAPE = (321, 481)
 DEFAULT_STOP_IMAGE = Path("../shared/data/bsds500/images/val/3096.jpg")
 
 
+def _size(text: str) -> tuple[int, int]:
+    """Parse WIDTHxHEIGHT into (height, width)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT such as 481x321, got {text!r}"
+        ) from None
+    if width < 2 or height < 2:
+        raise argparse.ArgumentTypeError(f"image size must be at least 2x2, got {text}")
+    return height, width
+
+
 def add_bench_parser(commands: argparse._SubParsersAction, number: Callable) -> None:
     parser = commands.add_parser(
         "bench",
@@ -62,6 +75,13 @@ def add_bench_parser(commands: argparse._SubParsersAction, number: Callable) -> 
         type=number(int, 1),
         default=5,
         help="timed runs of the loop (the vectorised vote runs 20x more)",
+    )
+    refine.add_argument(
+        "--size",
+        type=_size,
+        default="481x321",
+        metavar="WxH",
+        help="image size (481x321 is BSDS500's)",
     )
     refine.add_argument("--json", type=Path, default=None, help="write the figures here")
     refine.set_defaults(run=run_refine_bench)
@@ -94,15 +114,21 @@ def add_bench_parser(commands: argparse._SubParsersAction, number: Callable) -> 
         help="iteration limit of the stop-rule run",
     )
     seg.add_argument("--no-stop-run", action="store_true", help="skip the stop-rule run")
+    seg.add_argument(
+        "--size",
+        type=_size,
+        default="481x321",
+        metavar="WxH",
+        help="image size (481x321 is BSDS500's)",
+    )
     seg.add_argument("--json", type=Path, default=None, help="write the figures here")
     seg.set_defaults(run=run_segment_bench)
 
 
-def bench_image() -> np.ndarray:
-    """A real 481x321 photo: scikit-image's coffee (600x400, the same aspect) resized."""
-    return resize(
-        as_rgb_float(sample_image("coffee")), BENCH_SHAPE, anti_aliasing=True, preserve_range=True
-    ).astype(np.float32)
+def bench_image(shape: tuple[int, int] = BENCH_SHAPE) -> np.ndarray:
+    """A real photo, scikit-image's coffee (600x400: 481x321 has the same aspect), resized."""
+    coffee = as_rgb_float(sample_image("coffee"))
+    return resize(coffee, shape, anti_aliasing=True, preserve_range=True).astype(np.float32)
 
 
 def refine_by_loop_reference(labels: np.ndarray, superpixel_pixels: list[np.ndarray]) -> np.ndarray:
@@ -132,11 +158,12 @@ def _median_seconds(function: Callable[[], Any], repeats: int) -> float:
 
 
 def run_refine_bench(args: argparse.Namespace) -> int:
-    image = bench_image()
+    shape = tuple(args.size)
+    image = bench_image(shape)
     superpixels = slic_superpixels(image, n_segments=args.n_segments, compactness=100)
     n_superpixels = int(superpixels.max()) + 1
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, args.q, size=BENCH_SHAPE, dtype=np.int64)
+    labels = rng.integers(0, args.q, size=shape, dtype=np.int64)
     flat_spx = superpixels.reshape(-1)
     superpixel_pixels = [np.where(flat_spx == s)[0] for s in range(n_superpixels)]
 
@@ -144,7 +171,7 @@ def run_refine_bench(args: argparse.Namespace) -> int:
     labels_t = torch.from_numpy(labels)
     superpixels_t = torch.from_numpy(superpixels)
     vectorised = refine_by_superpixel_vote(labels_t, superpixels_t, args.q)
-    identical = bool(np.array_equal(looped.reshape(BENCH_SHAPE), vectorised.numpy()))
+    identical = bool(np.array_equal(looped.reshape(shape), vectorised.numpy()))
 
     loop_seconds = _median_seconds(
         lambda: refine_by_loop_reference(labels.reshape(-1), superpixel_pixels), args.repeats
@@ -154,7 +181,7 @@ def run_refine_bench(args: argparse.Namespace) -> int:
     )
     figures = {
         "benchmark": "refine",
-        "image": f"{BENCH_SHAPE[1]}x{BENCH_SHAPE[0]} (skimage coffee, resized)",
+        "image": f"{shape[1]}x{shape[0]} (skimage coffee, resized)",
         "n_superpixels": n_superpixels,
         "q": args.q,
         "labels": "uniform random",
@@ -247,7 +274,8 @@ def cpu_supports_bf16() -> bool:
 
 def run_segment_bench(args: argparse.Namespace) -> int:
     q = 100
-    image = bench_image()
+    shape = tuple(args.size)
+    image = bench_image(shape)
     superpixels = slic_superpixels(image, n_segments=10000, compactness=100)
     x_cpu = torch.from_numpy(image.transpose(2, 0, 1).copy()).unsqueeze(0)
     spx_cpu = torch.from_numpy(superpixels).unsqueeze(0)
@@ -325,7 +353,7 @@ def run_segment_bench(args: argparse.Namespace) -> int:
 
     figures: dict[str, Any] = {
         "benchmark": "segment",
-        "image": f"{BENCH_SHAPE[1]}x{BENCH_SHAPE[0]} (skimage coffee, resized)",
+        "image": f"{shape[1]}x{shape[0]} (skimage coffee, resized)",
         "q": q,
         "n_conv": 2,
         "n_superpixels": int(superpixels.max()) + 1,

@@ -2,8 +2,8 @@
 
 ``superpixel-vote`` is the refinement of Kanezaki (2018): every pixel of a superpixel
 takes the superpixel's most frequent argmax label. It is done here for a whole batch
-with a single histogram (``scatter_add``) over ``superpixel_id * q + label``; there is no Python loop
-over superpixels.
+with a single histogram (``scatter_add``) over ``superpixel_id * q + label``; there is
+no Python loop over superpixels.
 
 ``label-slic`` is what the thesis code did: SLIC run on the argmax label map itself.
 """

@@ -1,0 +1,42 @@
+import json
+
+from unsupseg.cli import main
+
+
+def test_bench_refine_writes_figures(tmp_path, capsys):
+    out = tmp_path / "refine.json"
+    assert (
+        main(["bench", "refine", "--n-segments", "2000", "--repeats", "1", "--json", str(out)]) == 0
+    )
+    figures = json.loads(out.read_text())
+    assert figures["identical"] is True
+    assert figures["loop_seconds"] > 0 and figures["vectorised_seconds"] > 0
+    assert abs(figures["ratio"] - figures["loop_seconds"] / figures["vectorised_seconds"]) < 1e-9
+    assert figures["n_superpixels"] > 1000
+    assert figures["image"].startswith("481x321")
+    assert "ratio" in capsys.readouterr().out
+
+
+def test_bench_segment_writes_figures(tmp_path):
+    out = tmp_path / "segment.json"
+    code = main(
+        [
+            "bench",
+            "segment",
+            "--iterations",
+            "1",
+            "--size",
+            "120x80",
+            "--no-stop-run",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    figures = json.loads(out.read_text())
+    names = [(row["variant"], row["device"]) for row in figures["variants"]]
+    assert names[0] == ("reference", "cpu") and ("unsupseg", "cpu") in names
+    assert all(row["seconds_per_iteration"] > 0 for row in figures["variants"])
+    assert figures["variants"][0]["speedup_vs_reference"] == 1.0
+    assert "stop_rule" not in figures
+    assert figures["image"].startswith("120x80")
