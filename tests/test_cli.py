@@ -135,3 +135,22 @@ def test_console_script_runs(tmp_path, blocks_image):
     assert done.returncode == 0, done.stderr
     assert "Wrote 1 of 1 images" in done.stderr
     check_outputs_agree(tmp_path / "out" / "blocks")
+
+
+def test_models_lists_seed_totals(capsys):
+    assert main(["models", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    seed = {
+        "base-cifar10": 24832,
+        "base-stl10": 24832,
+        "base-voc2012": 24832,
+        "classifier-cifar10": 177506,
+        "classifier-stl10": 2288468,
+        "classifier-voc2012": 23954173,
+        "autoencoder-cifar10": 225883,
+        "autoencoder-stl10": 205115,
+        "autoencoder-voc2012": 609915,
+    }
+    assert {name: table[name] for name in seed} == seed
+    assert main(["models"]) == 0
+    assert "classifier-voc2012" in capsys.readouterr().out

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -6,6 +8,7 @@ from unsupseg.io import (
     ImageReadError,
     as_rgb_float,
     atomic_directory,
+    atomic_file,
     find_images,
     read_image,
     read_label_png,
@@ -86,6 +89,9 @@ def test_atomic_directory_all_or_nothing(tmp_path):
     with atomic_directory(target) as tmp:
         (tmp / "a.txt").write_text("first")
     assert (target / "a.txt").read_text() == "first"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not left private like a temp dir
     with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
         (tmp / "a.txt").write_text("second")
         raise RuntimeError("boom")
@@ -108,3 +114,15 @@ def test_find_images(tmp_path, blocks_image):
     messages = [m for _, m in problems]
     assert any("holds no image" in m for m in messages)
     assert any("no such file" in m for m in messages)
+
+
+def test_atomic_file_keeps_old_content_on_failure(tmp_path):
+    target = tmp_path / "summary.json"
+    with atomic_file(target) as handle:
+        handle.write("old")
+    with pytest.raises(KeyError), atomic_file(target) as handle:
+        handle.write("half")
+        raise KeyError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    assert target.stat().st_mode & 0o044  # readable by others, as a normal file

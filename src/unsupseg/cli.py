@@ -270,6 +270,40 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
+def _add_models_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "models",
+        help="list the model presets with their trainable-parameter totals",
+        description="List every preset (architecture-dataset) with its trainable parameters, "
+        "q, training image size and training settings. The nine seed presets match the "
+        "thesis appendix exactly.",
+    )
+    parser.add_argument("--json", action="store_true", help="print {preset: parameters} as JSON")
+    parser.set_defaults(run=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    import json
+
+    from unsupseg.models.registry import PRESETS, preset_parameter_table
+
+    table = preset_parameter_table()
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    header = f"{'preset':<24} {'parameters':>12} {'q':>4} {'size':>6}  training (seed: SPEC §3)"
+    print(header)
+    print("-" * len(header))
+    for name, preset in PRESETS.items():
+        size = preset.image_size or f"c{preset.crop_size}"
+        training = (
+            f"{preset.epochs} ep, lr {preset.lr:g}, batch {preset.batch_size}, "
+            f"{preset.optimizer}{'' if preset.from_seed else ' (ours)'}"
+        )
+        print(f"{name:<24} {table[name]:>12,} {preset.q:>4} {size!s:>6}  {training}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``unsupseg`` argument parser with every subcommand."""
     from unsupseg import __version__
@@ -283,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="more log messages")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_segment_parser(commands)
+    _add_models_parser(commands)
     add_bench_parser(commands, _number)
     return parser
 
