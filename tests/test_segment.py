@@ -145,15 +145,23 @@ def test_tiny_and_huge_images_refused_with_advice():
         segment(np.zeros((40, 40, 3), dtype=np.uint8), max_pixels=1000)
 
 
-def test_real_bsds500_photo(bsds500):
-    from unsupseg import read_image
+def test_real_bsds500_photo(bsds500, tmp_path):
+    """CLI on a real photo, twice with one seed: identical, and files agree with the .npy."""
+    from test_cli import check_outputs_agree
 
-    image = read_image(bsds500 / "images" / "val" / "3096.jpg")
-    options = dict(max_side=96, max_iter=60, seed=0, return_details=True)
-    first = segment(image, **options)
-    second = segment(image, **options)
-    np.testing.assert_array_equal(first.labels, second.labels)
-    assert first.labels.shape == image.shape[:2]
-    components = sum(ndimage.label(first.labels == k)[1] for k in np.unique(first.labels))
-    assert components >= first.params["min_labels"]
-    assert first.n_labels_history[-1] < first.n_labels_history[0]
+    from unsupseg.cli import main
+
+    photo = bsds500 / "images" / "val" / "3096.jpg"
+    options = ["--max-side", "96", "--max-iter", "60", "--seed", "0", "--quiet"]
+    runs = []
+    for name in ("first", "second"):
+        assert main(["segment", str(photo), "--out", str(tmp_path / name), *options]) == 0
+        labels, summary = check_outputs_agree(tmp_path / name / "3096")
+        runs.append((labels, summary))
+    (first, summary), (second, _) = runs
+    np.testing.assert_array_equal(first, second)
+    assert first.shape == (321, 481)
+    components = sum(ndimage.label(first == k)[1] for k in np.unique(first))
+    assert components >= summary["parameters"]["min_labels"]
+    history = summary["n_labels_per_iteration"]
+    assert history[-1] < history[0]

@@ -218,7 +218,9 @@ def _reference_step_factory(x: torch.Tensor, superpixels: np.ndarray, q: int) ->
         output = model(x)[0]
         output = output.permute(1, 2, 0).contiguous().view(-1, q)
         _, target = torch.max(output, 1)
-        im_target = refine_by_loop_reference(target.numpy(), pixels)
+        im_target = target.numpy()
+        len(np.unique(im_target))  # the reference counts labels every iteration
+        im_target = refine_by_loop_reference(im_target, pixels)
         loss = F.cross_entropy(output, torch.from_numpy(im_target))
         loss.backward()
         optimizer.step()

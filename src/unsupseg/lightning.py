@@ -64,16 +64,16 @@ __all__ = [
     "SegmentationDataModule",
     "SegmentationModule",
     "count_unique_labels",
-    "epoch_seed",
+    "step_seed",
 ]
 
 #: Target value of pixels that take no part in the segmentation loss (padding).
 IGNORE_INDEX = -100
 
 
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A 63-bit seed derived from ``(seed, epoch, rank)`` alone (for torch's generator)."""
-    state = np.random.SeedSequence([seed, epoch, rank]).generate_state(1, np.uint64)
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """A 63-bit seed derived from ``(seed, step, rank)`` alone (for torch's generator)."""
+    state = np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)
     return int(state[0]) >> 1
 
 
@@ -121,8 +121,8 @@ class SegmentationModule(L.LightningModule):
     lr_step_size, lr_gamma : int, float
         ``StepLR``: multiply the learning rate by ``lr_gamma`` every ``lr_step_size`` epochs.
     seed : int
-        Torch's global generator (dropout) is reseeded from ``(seed, epoch, rank)`` at
-        the start of every epoch, so a resumed run draws the same dropout masks.
+        Torch's global generator (dropout) is reseeded from ``(seed, step, rank)``
+        before every training step, so a resumed run draws the same dropout masks.
 
     Notes
     -----
@@ -235,8 +235,10 @@ class SegmentationModule(L.LightningModule):
 
     # -- Lightning hooks -----------------------------------------------------------------
 
-    def on_train_epoch_start(self) -> None:
-        torch.manual_seed(epoch_seed(self.seed, self.current_epoch, self.global_rank))
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout draws from torch's global generator: reseed it from (seed, step, rank)
+        # so that a resumed run draws the same masks as an uninterrupted one.
+        torch.manual_seed(step_seed(self.seed, self.global_step, self.global_rank))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
         terms = self.compute_losses(batch)
@@ -429,6 +431,8 @@ class SegmentationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            # its own generator: creating an iterator must not draw from the global one
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
