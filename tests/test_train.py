@@ -407,7 +407,7 @@ def test_two_process_ddp_on_cpu(tiny, tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "unsupseg.train", "--preset", "base-cifar10", "--q", "8", "--epochs", "1",
-        "--batch-size", "2", "--log-every", "1",
+        "--batch-size", "2", "--log-every", "1", "--refine", "label-slic",
         *map(str, folder_args(tiny, out)),
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -419,6 +419,7 @@ def test_two_process_ddp_on_cpu(tiny, tmp_path):
     assert [r["step"] for r in rows if r["split"] == "train_step"] == ["1", "2"]
     model, info = load_checkpoint(out / "checkpoints" / "model-last.pt", preset="base-cifar10")
     assert info["global_step"] == 2 and model.q == 8
+    assert info["refine"] == {"method": "label-slic", "n_segments": 7, "compactness": 1e-4}
     assert (out / "checkpoints" / "last.ckpt").is_file()
 
 

@@ -144,7 +144,7 @@ def _run_segment(args: argparse.Namespace) -> int:
     if args.scribble is not None and args.method != "tip2020":
         log.error("--scribble needs --method tip2020")
         return 2
-    jobs, failures = _collect_jobs(args.inputs)
+    jobs, failures = collect_jobs(args.inputs)
     n_inputs = len(jobs) + len(failures)
     if args.scribble is not None and len(jobs) != 1:
         log.error("--scribble needs exactly one input image (got %d)", len(jobs))
@@ -180,7 +180,7 @@ def _run_segment(args: argparse.Namespace) -> int:
     bar = tqdm(jobs, desc="images", unit="image", disable=args.quiet or len(jobs) < 2)
     for source, name, load in bar:
         bar.set_postfix_str(name)
-        name = _unique(name, used_names)
+        name = unique_name(name, used_names)
         try:
             image = load()
             result = segment(image, return_details=True, progress=not args.quiet, **options)
@@ -217,13 +217,18 @@ def _run_segment(args: argparse.Namespace) -> int:
             result.seconds,
             folder,
         )
+    return finish_run(done, n_inputs, args.out, failures)
+
+
+def finish_run(done: int, n_inputs: int, out: Path, failures: list[tuple[str, str]]) -> int:
+    """Say where the outputs are and list the failures; the command's exit code."""
     if done:
         log.info(
-            "Wrote %d of %d images to %s (one folder per image: panel.png, "
-            "labels.png, labels.npy, color.png, overlay.png, summary.json)",
+            "Wrote %d of %d images to %s (one folder per image: panel.png, labels.png, "
+            "labels.npy, color.png, overlay.png, summary.json)",
             done,
             n_inputs,
-            args.out.resolve(),
+            out.resolve(),
         )
     if failures:
         log.error("%d input(s) failed:", len(failures))
@@ -236,7 +241,7 @@ def _run_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _collect_jobs(
+def collect_jobs(
     inputs: Sequence[str],
 ) -> tuple[list[tuple[str, str, Callable[[], np.ndarray]]], list[tuple[str, str]]]:
     """(source, output name, loader) for each image, and (source, message) failures."""
@@ -262,7 +267,7 @@ def _read_scribble(path: Path) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot read the scribble image ({exc})") from None
 
 
-def _unique(name: str, used: set[str]) -> str:
+def unique_name(name: str, used: set[str]) -> str:
     candidate, index = name, 2
     while candidate in used:
         candidate, index = f"{name}-{index}", index + 1
@@ -308,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``unsupseg`` argument parser with every subcommand."""
     from unsupseg import __version__
     from unsupseg.bench import add_bench_parser
+    from unsupseg.predict import add_predict_parser
+    from unsupseg.train import add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="unsupseg",
@@ -318,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_segment_parser(commands)
     _add_models_parser(commands)
+    add_train_parser(commands, _number)
+    add_predict_parser(commands, _number)
     add_bench_parser(commands, _number)
     return parser
 

@@ -143,6 +143,19 @@ def to_uint8(rgb_float: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(rgb_float * 255.0), 0, 255).astype(np.uint8)
 
 
+def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a label map to ``(height, width)`` by nearest neighbour, keeping its dtype.
+
+    Each output pixel takes the label under its centre, so no new label value appears.
+    """
+    height, width = labels.shape[:2]
+    if (height, width) == tuple(size):
+        return labels
+    rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(np.int64), height - 1)
+    cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(np.int64), width - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
 def find_images(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand files and folders into image paths.
 

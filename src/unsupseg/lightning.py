@@ -13,12 +13,14 @@
 :class:`SegmentationDataModule` pairs the images with their cached superpixels and
 hands out batches whose order and augmentation depend on ``(seed, epoch)`` alone
 (:class:`EpochSampler`), so a resumed or multi-process run sees exactly the batches of an
-uninterrupted single run. Bookkeeping (CSV, figures, plain checkpoints) lives in
-:mod:`unsupseg.train`.
+uninterrupted single run. :class:`TrainingRecorder` does the bookkeeping (metrics.csv,
+TensorBoard, figures, plain checkpoints); :mod:`unsupseg.train` resolves the settings,
+draws the figures and runs it all.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -40,14 +42,10 @@ from unsupseg.data import ImageDataset, SuperpixelCache, TrainingDataset, collat
 from unsupseg.io import as_rgb_float, atomic_file
 from unsupseg.refine import REFINEMENTS, refine_by_label_slic, refine_by_superpixel_vote
 from unsupseg.train import (
-    _TERMS,
+    AUX_LABELS,
+    CSV_COLUMNS,
     LABEL_SLIC_COMPACTNESS,
     LABEL_SLIC_SEGMENTS,
-    _plain_checkpoint,
-    _predict_samples,
-    _read_metrics,
-    _save_torch,
-    _write_metrics,
     save_loss_curves,
     save_merging_strip,
     save_sample_panels,
@@ -94,9 +92,10 @@ def count_unique_labels(labels: torch.Tensor, valid: torch.Tensor, q: int) -> to
     """
     batch = labels.shape[0]
     offsets = torch.arange(batch, device=labels.device).view(batch, 1, 1) * q
-    present = torch.zeros(batch * q, dtype=torch.bool, device=labels.device)
-    present[(labels + offsets)[valid]] = True
-    return present.view(batch, q).sum(dim=1)
+    keys = (labels + offsets)[valid]
+    counts = torch.zeros(batch * q, dtype=torch.int32, device=labels.device)
+    counts.scatter_add_(0, keys, torch.ones_like(keys, dtype=torch.int32))
+    return (counts.view(batch, q) > 0).sum(dim=1)
 
 
 class SegmentationModule(L.LightningModule):
@@ -472,6 +471,82 @@ class SegmentationDataModule(L.LightningDataModule):
 # Bookkeeping: metrics.csv, TensorBoard, figures and plain checkpoints
 
 
+_TERMS = ("loss", "loss_seg", "loss_aux", "unique_labels")
+
+
+def _plain_checkpoint(
+    module: Any, info: dict[str, Any], epoch: int, step: int, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    state = {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
+    return {**info, "epoch": epoch, "global_step": step, "metrics": metrics, "state_dict": state}
+
+
+def _save_torch(obj: Any, path: Path) -> None:
+    with atomic_file(path, "wb") as handle:
+        torch.save(obj, handle)
+
+
+def _predict_samples(module: Any, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Argmax, refined labels and reconstruction of each sample image (eval mode)."""
+    model = module.model
+    was_training = model.training
+    model.eval()
+    results = []
+    try:
+        with torch.no_grad():
+            for sample in samples:
+                x = torch.from_numpy(sample["image"].transpose(2, 0, 1).copy())
+                x = x.unsqueeze(0).to(module.device, torch.float32)
+                superpixels = torch.from_numpy(sample["superpixels"]).unsqueeze(0)
+                out = model(x)
+                argmax = out.response.argmax(dim=1)
+                refined = module.refine(argmax, superpixels.to(argmax.device))
+                reconstruction = None
+                if out.reconstruction is not None:
+                    rec = out.reconstruction[0].float().clamp(0, 1).permute(1, 2, 0)
+                    reconstruction = rec.cpu().numpy()
+                results.append(
+                    {
+                        "id": sample["id"],
+                        "image": sample["image"],
+                        "argmax": argmax[0].cpu().numpy().astype(np.int64),
+                        "refined": refined[0].cpu().numpy().astype(np.int64),
+                        "reconstruction": reconstruction,
+                    }
+                )
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = {"split": raw["split"]}
+            row["epoch"], row["step"] = int(raw["epoch"]), int(raw["step"])
+            for key in (*_TERMS, "lr", "seconds"):
+                row[key] = float(raw[key]) if raw.get(key) not in (None, "") else math.nan
+            rows.append(row)
+    return rows
+
+
+def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_file(path, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            values = []
+            for key in CSV_COLUMNS:
+                value = row[key]
+                if isinstance(value, float):
+                    value = "" if not math.isfinite(value) else f"{value:.6g}"
+                values.append(value)
+            writer.writerow(values)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written to a temporary file, then renamed into place."""
 
@@ -685,7 +760,8 @@ class TrainingRecorder(Callback):
         if improved:
             _save_torch(plain, checkpoints / "model-best.pt")
         _write_metrics(self.out / "metrics.csv", self.rows)
-        save_loss_curves(self.figures / "loss_curves.png", self.rows)
+        aux_label = AUX_LABELS.get(self.info.get("architecture", ""), "auxiliary loss")
+        save_loss_curves(self.figures / "loss_curves.png", self.rows, aux_label)
         save_unique_labels_curve(self.figures / "unique_labels.png", self.rows)
         last_epoch = epoch == trainer.max_epochs
         if epoch % self.figures_every == 0 or last_epoch:

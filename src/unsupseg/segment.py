@@ -16,6 +16,7 @@ itself as the target and adds a spatial continuity loss, optionally with scribbl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from skimage.transform import resize
 from tqdm.auto import tqdm
 
 from unsupseg.device import resolve_device
-from unsupseg.io import MAX_PIXELS, as_rgb_float
+from unsupseg.io import MAX_PIXELS, as_rgb_float, resize_nearest
 from unsupseg.models.kanezaki import KanezakiNet
 from unsupseg.refine import refine_by_superpixel_vote
 from unsupseg.superpixels import slic_superpixels
@@ -59,6 +60,7 @@ class SegmentationResult:
     iteration_seconds: list[float]
     working_shape: tuple[int, int]
     params: dict[str, Any] = field(default_factory=dict)
+    reconstruction: np.ndarray | None = None
 
     @property
     def n_labels(self) -> int:
@@ -217,36 +219,27 @@ def segment(
     net.to(dev).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
 
-    n_labels_history: list[int] = []
-    loss_history: list[float] = []
-    iteration_seconds: list[float] = []
-    bar = tqdm(total=max_iter, desc="iterations", unit="it", disable=not progress, leave=False)
-    for _ in range(max_iter):
-        step_started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        response = net(x)
-        argmax = response.detach().argmax(dim=1)
+    def targets_and_loss(
+        response: torch.Tensor, argmax: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if method == "kanezaki2018":
             target = refine_by_superpixel_vote(argmax, superpixels_t, q)
-            loss = F.cross_entropy(response, target)
-        else:
-            target = argmax
-            loss = _tip2020_loss(response, argmax, scribble_t, mu, scribble_weight)
-        loss.backward()
-        optimizer.step()
+            return target, F.cross_entropy(response, target)
+        return argmax, _tip2020_loss(response, argmax, scribble_t, mu, scribble_weight)
 
-        n_labels = int(torch.count_nonzero(torch.bincount(argmax.view(-1), minlength=q)))
-        n_labels_history.append(n_labels)
-        loss_history.append(float(loss.detach()))
-        iteration_seconds.append(time.perf_counter() - step_started)
-        bar.update(1)
-        bar.set_postfix(labels=n_labels, loss=f"{loss_history[-1]:.3f}")
-        if n_labels <= min_labels:
-            break
-    bar.close()
-
-    labels, argmax_ids = _number_consecutively(target[0].cpu().numpy(), argmax[0].cpu().numpy())
-    labels = _upsample_nearest(labels, original_shape)
+    trace = optimise_on_image(
+        net,
+        optimizer,
+        x,
+        targets_and_loss,
+        q=q,
+        max_iter=max_iter,
+        min_labels=min_labels,
+        progress=progress,
+    )
+    target, argmax, response = trace.target, trace.argmax, trace.response
+    labels, argmax_ids = number_consecutively(target[0].cpu().numpy(), argmax[0].cpu().numpy())
+    labels = resize_nearest(labels, original_shape)
     if not return_details:
         return labels
     params = dict(
@@ -268,21 +261,83 @@ def segment(
     )
     return SegmentationResult(
         labels=labels,
-        argmax=_upsample_nearest(argmax_ids, original_shape),
+        argmax=resize_nearest(argmax_ids, original_shape),
         superpixels=(
             None
             if superpixels_t is None
-            else _upsample_nearest(superpixels_t[0].cpu().numpy(), original_shape)
+            else resize_nearest(superpixels_t[0].cpu().numpy(), original_shape)
         ),
-        response=response.detach()[0].float().cpu().numpy(),
-        n_iterations=len(n_labels_history),
+        response=response[0].float().cpu().numpy(),
+        n_iterations=len(trace.n_labels_history),
         seconds=time.perf_counter() - started,
         slic_seconds=slic_seconds,
+        n_labels_history=trace.n_labels_history,
+        loss_history=trace.loss_history,
+        iteration_seconds=trace.iteration_seconds,
+        working_shape=(height, width),
+        params=params,
+    )
+
+
+@dataclass
+class OptimisationTrace:
+    """The last iteration's tensors and the per-iteration history of an optimisation."""
+
+    target: torch.Tensor
+    argmax: torch.Tensor
+    response: torch.Tensor
+    n_labels_history: list[int]
+    loss_history: list[float]
+    iteration_seconds: list[float]
+
+
+def optimise_on_image(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    targets_and_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    *,
+    q: int,
+    max_iter: int,
+    min_labels: int,
+    progress: bool = False,
+) -> OptimisationTrace:
+    """Optimise ``forward``'s parameters on one image against its own (refined) argmax.
+
+    Each iteration: ``response = forward(x)``, ``argmax = response.argmax(1)``,
+    ``target, loss = targets_and_loss(response, argmax)``, one optimiser step; stop
+    after ``max_iter`` iterations or once the argmax holds at most ``min_labels`` labels.
+    Used by :func:`segment` and by per-image fine-tuning of a trained model.
+    """
+    n_labels_history: list[int] = []
+    loss_history: list[float] = []
+    iteration_seconds: list[float] = []
+    bar = tqdm(total=max_iter, desc="iterations", unit="it", disable=not progress, leave=False)
+    for _ in range(max_iter):
+        step_started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        response = forward(x)
+        argmax = response.detach().argmax(dim=1)
+        target, loss = targets_and_loss(response, argmax)
+        loss.backward()
+        optimizer.step()
+
+        n_labels = int(torch.count_nonzero(torch.bincount(argmax.view(-1), minlength=q)))
+        n_labels_history.append(n_labels)
+        loss_history.append(float(loss.detach()))
+        iteration_seconds.append(time.perf_counter() - step_started)
+        bar.update(1)
+        bar.set_postfix(labels=n_labels, loss=f"{loss_history[-1]:.3f}")
+        if n_labels <= min_labels:
+            break
+    bar.close()
+    return OptimisationTrace(
+        target=target,
+        argmax=argmax,
+        response=response.detach(),
         n_labels_history=n_labels_history,
         loss_history=loss_history,
         iteration_seconds=iteration_seconds,
-        working_shape=(height, width),
-        params=params,
     )
 
 
@@ -328,11 +383,11 @@ def _prepare_scribble(
             f"scribble class ids must be in 0..{q - 1} (q={q}) or {UNLABELLED}; "
             f"found {classes.min()}..{classes.max()}"
         )
-    scribble = _upsample_nearest(scribble, working)
+    scribble = resize_nearest(scribble, working)
     return torch.from_numpy(scribble.astype(np.int64)).unsqueeze(0), int(classes.size)
 
 
-def _number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Renumber channel ids: ``final``'s from 0 in channel order, ``argmax``'s alike.
 
     Channels present in ``argmax`` only get the ids after ``final``'s, so the same
@@ -344,15 +399,6 @@ def _number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.nda
     lookup[kept] = np.arange(kept.size)
     lookup[extra] = np.arange(kept.size, kept.size + extra.size)
     return lookup[final], lookup[argmax]
-
-
-def _upsample_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label array (up or down)."""
-    if array.shape == tuple(shape):
-        return array
-    rows = (np.arange(shape[0]) * array.shape[0] // shape[0]).clip(0, array.shape[0] - 1)
-    cols = (np.arange(shape[1]) * array.shape[1] // shape[1]).clip(0, array.shape[1] - 1)
-    return array[rows[:, None], cols[None, :]]
 
 
 def _check_positive(**values: float) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
 import importlib.metadata
 import importlib.util
@@ -53,7 +52,7 @@ import numpy as np
 import torch
 
 from unsupseg.data import DatasetError, ImageDataset, default_cache_dir, open_dataset
-from unsupseg.io import atomic_file, write_json
+from unsupseg.io import write_json
 from unsupseg.refine import REFINEMENTS
 from unsupseg.viz import colorize, save_figure
 
@@ -88,8 +87,12 @@ CSV_COLUMNS = (
     "lr",
     "seconds",
 )
-_TERMS = ("loss", "loss_seg", "loss_aux", "unique_labels")
 
+#: Title of the auxiliary loss in the loss curves, by architecture.
+AUX_LABELS = {
+    "classifier": "classification loss (CE / BCE)",
+    "autoencoder": "reconstruction MSE",
+}
 #: Images shown in the panels and the merging strip.
 N_SAMPLES = 4
 #: Most epochs shown as columns of the merging strip (evenly spaced, last included).
@@ -183,35 +186,6 @@ class TrainSettings:
         return dataclasses.asdict(self)
 
 
-#: Settings that a resumed run takes from the stored config.json unless given again.
-_TRAINING_FIELDS = (
-    "dataset",
-    "data_root",
-    "split",
-    "val_split",
-    "limit",
-    "val_limit",
-    "epochs",
-    "lr",
-    "batch_size",
-    "optimizer",
-    "momentum",
-    "lr_step_size",
-    "lr_gamma",
-    "aux_weight",
-    "q",
-    "crop_size",
-    "refine",
-    "slic_segments",
-    "slic_compactness",
-    "label_slic_segments",
-    "label_slic_compactness",
-    "seed",
-    "log_every",
-    "figures_every",
-)
-
-
 def default_data_root(dataset: str) -> Path:
     """Where a data set is looked for when ``--data-root`` is not given.
 
@@ -242,10 +216,6 @@ def default_data_root(dataset: str) -> Path:
         f"Pass --data-root DIR holding {DATA_LAYOUTS[dataset]}, or set UNSUPSEG_DATA to a "
         f"folder with one of the subfolders {', '.join(DATA_FOLDERS[dataset])}"
     )
-
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_settings(args: argparse.Namespace) -> TrainSettings:
@@ -306,7 +276,12 @@ def resolve_settings(args: argparse.Namespace) -> TrainSettings:
         slic_compactness = args.compactness if args.compactness is not None else slic_compactness
     crop = pick("crop_size", preset.crop_size)
     crop = None if crop in (None, 0) else int(crop)
-    device = args.device if args.device not in (None, "auto") else _default_device()
+    from unsupseg.device import resolve_device
+
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
     on_gpu = device.startswith("cuda")
     if args.precision is not None:
         precision = args.precision
@@ -665,53 +640,8 @@ def load_trained_model(
     return model.eval(), info
 
 
-def _plain_checkpoint(
-    module: Any, info: dict[str, Any], epoch: int, step: int, metrics: dict[str, Any]
-) -> dict[str, Any]:
-    state = {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
-    return {**info, "epoch": epoch, "global_step": step, "metrics": metrics, "state_dict": state}
-
-
-def _save_torch(obj: Any, path: Path) -> None:
-    with atomic_file(path, "wb") as handle:
-        torch.save(obj, handle)
-
-
 # --------------------------------------------------------------------------------------
 # Figures
-
-
-def _predict_samples(module: Any, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Argmax, refined labels and reconstruction of each sample image (eval mode)."""
-    model = module.model
-    was_training = model.training
-    model.eval()
-    results = []
-    try:
-        with torch.no_grad():
-            for sample in samples:
-                x = torch.from_numpy(sample["image"].transpose(2, 0, 1).copy())
-                x = x.unsqueeze(0).to(module.device, torch.float32)
-                superpixels = torch.from_numpy(sample["superpixels"]).unsqueeze(0)
-                out = model(x)
-                argmax = out.response.argmax(dim=1)
-                refined = module.refine(argmax, superpixels.to(argmax.device))
-                reconstruction = None
-                if out.reconstruction is not None:
-                    rec = out.reconstruction[0].float().clamp(0, 1).permute(1, 2, 0)
-                    reconstruction = rec.cpu().numpy()
-                results.append(
-                    {
-                        "id": sample["id"],
-                        "image": sample["image"],
-                        "argmax": argmax[0].cpu().numpy().astype(np.int64),
-                        "refined": refined[0].cpu().numpy().astype(np.int64),
-                        "reconstruction": reconstruction,
-                    }
-                )
-    finally:
-        model.train(was_training)
-    return results
 
 
 def save_sample_panels(path: Path, predictions: list[dict[str, Any]], epoch: int) -> None:
@@ -756,13 +686,16 @@ def _epoch_series(rows: list[dict[str, Any]], split: str, key: str) -> tuple[lis
     return xs, ys
 
 
-def save_loss_curves(path: Path, rows: list[dict[str, Any]]) -> None:
+def save_loss_curves(
+    path: Path, rows: list[dict[str, Any]], aux_label: str = "auxiliary loss"
+) -> None:
     """Train and validation curves of every loss term against the epoch."""
     import matplotlib.pyplot as plt  # after unsupseg.viz, which selects Agg
+    from matplotlib.ticker import MaxNLocator
 
     terms = [("loss", "total loss"), ("loss_seg", "segmentation CE")]
     if _epoch_series(rows, "train", "loss_aux")[0]:
-        terms.append(("loss_aux", "auxiliary loss"))
+        terms.append(("loss_aux", aux_label))
     fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 3.4), squeeze=False)
     for axis, (key, title) in zip(axes[0], terms, strict=True):
         for split, style in (("train", "o-"), ("val", "s--")):
@@ -771,6 +704,7 @@ def save_loss_curves(path: Path, rows: list[dict[str, Any]]) -> None:
                 axis.plot(xs, ys, style, label=split, markersize=3)
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     fig.tight_layout()
@@ -780,6 +714,7 @@ def save_loss_curves(path: Path, rows: list[dict[str, Any]]) -> None:
 def save_unique_labels_curve(path: Path, rows: list[dict[str, Any]]) -> None:
     """Mean number of distinct argmax labels per image against the epoch."""
     import matplotlib.pyplot as plt  # after unsupseg.viz, which selects Agg
+    from matplotlib.ticker import MaxNLocator
 
     fig, axis = plt.subplots(figsize=(5, 3.4))
     for split, style in (("train", "o-"), ("val", "s--")):
@@ -787,6 +722,7 @@ def save_unique_labels_curve(path: Path, rows: list[dict[str, Any]]) -> None:
         if xs:
             axis.plot(xs, ys, style, label=split, markersize=3)
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("unique labels per image")
     axis.set_title("merging: distinct argmax labels", fontsize=10)
     axis.grid(alpha=0.3)
@@ -826,38 +762,6 @@ def save_merging_strip(
             axis.set_yticks([])
     fig.tight_layout()
     save_figure(fig, path)
-
-
-# --------------------------------------------------------------------------------------
-# Bookkeeping: metrics, figures and plain checkpoints
-
-
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="") as handle:
-        for raw in csv.DictReader(handle):
-            row: dict[str, Any] = {"split": raw["split"]}
-            row["epoch"], row["step"] = int(raw["epoch"]), int(raw["step"])
-            for key in (*_TERMS, "lr", "seconds"):
-                row[key] = float(raw[key]) if raw.get(key) not in (None, "") else math.nan
-            rows.append(row)
-    return rows
-
-
-def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_file(path, "w") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            values = []
-            for key in CSV_COLUMNS:
-                value = row[key]
-                if isinstance(value, float):
-                    value = "" if not math.isfinite(value) else f"{value:.6g}"
-                values.append(value)
-            writer.writerow(values)
 
 
 # --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unsupseg.io import ImageReadError, as_rgb_float, read_image, to_uint8
+from unsupseg.io import ImageReadError, as_rgb_float, read_image, resize_nearest, to_uint8
 
 
 class DatasetError(ValueError):
@@ -72,19 +72,6 @@ def resize_image(image: np.ndarray, size: Size) -> np.ndarray:
         return image
     pil = Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(pil)
-
-
-def resize_nearest(labels: np.ndarray, size: Size) -> np.ndarray:
-    """Resize a label map to ``(height, width)`` by nearest neighbour, keeping its dtype.
-
-    Each output pixel takes the label under its centre, so no new label value appears.
-    """
-    height, width = labels.shape[:2]
-    if (height, width) == tuple(size):
-        return labels
-    rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(np.int64), height - 1)
-    cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(np.int64), width - 1)
-    return labels[rows[:, None], cols[None, :]]
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
