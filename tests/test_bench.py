@@ -40,3 +40,18 @@ def test_bench_segment_writes_figures(tmp_path):
     assert figures["variants"][0]["speedup_vs_reference"] == 1.0
     assert "stop_rule" not in figures
     assert figures["image"].startswith("120x80")
+
+
+def test_bench_train_writes_throughput_beside_the_seed(tmp_path):
+    out = tmp_path / "train.json"
+    code = main(["bench", "train", "--presets", "base-cifar10", "autoencoder-cifar10",
+                 "--steps", "1", "--json", str(out)])  # fmt: skip
+    assert code == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["preset"] for row in rows] == ["base-cifar10", "autoencoder-cifar10"]
+    base = rows[0]
+    # the seed: 30 epochs x 50,000 images in 5:39:53
+    assert abs(base["seed_images_per_second"] - 30 * 50000 / 20393) < 1e-6
+    assert base["images_per_second"] > 0
+    assert abs(base["ratio_to_seed"] - base["images_per_second"] / 30 / 50000 * 20393) < 1e-6
+    assert main(["bench", "train", "--presets", "nope"]) == 2

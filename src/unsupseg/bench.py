@@ -124,6 +124,29 @@ def add_bench_parser(commands: argparse._SubParsersAction, number: Callable) -> 
     seg.add_argument("--json", type=Path, default=None, help="write the figures here")
     seg.set_defaults(run=run_segment_bench)
 
+    train = benches.add_parser(
+        "train",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="training throughput (images/s) of each preset against the seed's wall times",
+        description="Images per second of one training step (forward, refinement, losses, "
+        "backward, optimiser step) of each preset at its image size and batch size, on "
+        "synthetic images with real SLIC superpixels; on the CPU, and on CUDA when "
+        "available. The seed's reported wall times (SPEC §3) are converted to images/s "
+        "beside them (epochs x training images / seconds).",
+    )
+    train.add_argument(
+        "--presets",
+        nargs="+",
+        default=None,
+        metavar="PRESET",
+        help="presets to time (default: all of them)",
+    )
+    train.add_argument(
+        "--steps", type=number(int, 1), default=3, help="timed steps per preset (after one warm-up)"
+    )
+    train.add_argument("--json", type=Path, default=None, help="write the figures here")
+    train.set_defaults(run=run_train_bench)
+
 
 def bench_image(shape: tuple[int, int] = BENCH_SHAPE) -> np.ndarray:
     """A real photo, scikit-image's coffee (600x400: 481x321 has the same aspect), resized."""
@@ -419,3 +442,136 @@ def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
     print("-" * len(title))
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+
+
+#: The seed's training wall times (SPEC §3) as (epochs, seconds), and the training images
+#: of one epoch (CIFAR-10 50,000; STL-10 5,000; VOC 2012 segmentation train 1,464).
+SEED_WALL_TIMES: dict[str, tuple[int, float]] = {
+    "base-cifar10": (30, 5 * 3600 + 39 * 60 + 53),
+    "base-stl10": (30, 7 * 3600 + 15 * 60 + 10),
+    "base-voc2012": (30, 8 * 3600 + 37 * 60 + 34),
+    "classifier-cifar10": (30, 3 * 3600 + 54 * 60 + 18),
+    "classifier-stl10": (30, 6 * 3600),
+    "classifier-voc2012": (30, 32 * 3600 + 37 * 60 + 21),
+    "autoencoder-cifar10": (100, 7 * 3600 + 26 * 60 + 49),
+    "autoencoder-stl10": (50, 9 * 3600),
+    "autoencoder-voc2012": (100, 21 * 3600 + 35 * 60 + 56),
+}
+SEED_TRAIN_IMAGES = {"cifar10": 50000, "stl10": 5000, "voc2012": 1464}
+
+
+def seed_images_per_second(preset: str) -> float | None:
+    """The seed's reported throughput of a preset, or None where it reported none."""
+    if preset not in SEED_WALL_TIMES:
+        return None
+    epochs, seconds = SEED_WALL_TIMES[preset]
+    return epochs * SEED_TRAIN_IMAGES[preset.split("-", 1)[1]] / seconds
+
+
+def _training_batch(preset: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch of the preset's size: smooth random images with their real SLIC."""
+    from unsupseg.data.cache import default_slic_params
+
+    side = preset.image_size or preset.crop_size
+    rng = np.random.default_rng(0)
+    images, superpixels = [], []
+    for _ in range(preset.batch_size):
+        coarse = rng.random((max(2, side // 8), max(2, side // 8), 3))
+        image = resize(coarse, (side, side), order=1).astype(np.float32)
+        n_segments, compactness = default_slic_params(side, side)
+        images.append(image.transpose(2, 0, 1))
+        superpixels.append(slic_superpixels(image, n_segments, compactness))
+    n_classes = preset.classifier_outputs or 1
+    if preset.multi_label:
+        target = torch.from_numpy(rng.integers(0, 2, (preset.batch_size, n_classes))).float()
+    else:
+        target = torch.from_numpy(rng.integers(0, n_classes, preset.batch_size))
+    return {
+        "image": torch.from_numpy(np.stack(images)).to(device),
+        "superpixels": torch.from_numpy(np.stack(superpixels)).to(device),
+        "target": target.to(device),
+    }
+
+
+def run_train_bench(args: argparse.Namespace) -> int:
+    from unsupseg.lightning import SegmentationModule
+    from unsupseg.models.registry import PRESETS, build_model, get_preset
+
+    try:
+        presets = [get_preset(name) for name in (args.presets or list(PRESETS))]
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    devices = [torch.device("cpu")]
+    if torch.cuda.is_available():
+        devices.append(resolve_device("cuda"))
+    rows = []
+    for device in devices:
+        for preset in presets:
+            torch.manual_seed(0)
+            model = build_model(preset, backbone_weights=False).to(device)
+            module = SegmentationModule(
+                model,
+                aux_weight=preset.aux_weight,
+                multi_label=preset.multi_label,
+                optimizer=preset.optimizer,
+                lr=preset.lr,
+                momentum=preset.momentum,
+                lr_step_size=preset.lr_step_size,
+                lr_gamma=preset.lr_gamma,
+            ).to(device)
+            optimizer = module.configure_optimizers()["optimizer"]
+            batch = _training_batch(preset, device)
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+            def step(module=module, optimizer=optimizer, batch=batch, autocast=autocast) -> None:
+                optimizer.zero_grad(set_to_none=True)
+                with autocast:
+                    terms = module.compute_losses(batch)
+                terms["loss"].backward()
+                optimizer.step()
+                if batch["image"].is_cuda:
+                    torch.cuda.synchronize()
+
+            step()
+            seconds = _median_seconds(step, args.steps)
+            seed = seed_images_per_second(preset.name) if device.type == "cpu" else None
+            side = preset.image_size or preset.crop_size
+            row = {
+                "preset": preset.name,
+                "device": device.type,
+                "image_size": side,
+                "batch_size": preset.batch_size,
+                "seconds_per_step": seconds,
+                "images_per_second": preset.batch_size / seconds,
+                "seed_images_per_second": seed,
+            }
+            row["ratio_to_seed"] = None if seed is None else row["images_per_second"] / seed
+            rows.append(row)
+            log.info(
+                "%-22s %-4s %8.1f images/s", preset.name, device.type, row["images_per_second"]
+            )
+    table = []
+    for row in rows:
+        seed = row["seed_images_per_second"]
+        versus = "" if seed is None else f"   seed {seed:7.1f}/s  ({row['ratio_to_seed']:.1f}x)"
+        table.append(
+            (
+                f"{row['preset']} ({row['device']}, {row['image_size']}px, "
+                f"batch {row['batch_size']})",
+                f"{row['images_per_second']:8.1f} images/s{versus}",
+            )
+        )
+    _print_table("Training throughput, one step = forward + vote + losses + backward + step", table)
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "benchmark": "train",
+                "steps_timed": args.steps,
+                "seed_train_images": SEED_TRAIN_IMAGES,
+                "rows": rows,
+                **_machine(),
+            },
+        )
+    return 0
