@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -231,7 +234,7 @@ def run_refine_bench(args: argparse.Namespace) -> int:
 def _reference_step_factory(x: torch.Tensor, superpixels: np.ndarray, q: int) -> Callable:
     """One iteration as the reference code does it: permuted view, numpy loop."""
     torch.manual_seed(0)
-    model = KanezakiNet(q=q, n_conv=2)
+    model = KanezakiNet(q=q, n_conv=2)  # the reference network's layers
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     flat = superpixels.reshape(-1)
     pixels = [np.where(flat == s)[0] for s in np.unique(flat)]
@@ -297,81 +300,87 @@ def cpu_supports_bf16() -> bool:
     return False
 
 
+def time_step_variant(spec: dict[str, Any]) -> float:
+    """Median seconds of one iteration of a variant (run in its own process)."""
+    shape = tuple(spec["shape"])
+    image = bench_image(shape)
+    superpixels = slic_superpixels(image, n_segments=10000, compactness=100)
+    device = torch.device(spec["device"])
+    torch.set_num_threads(spec["threads"])
+    x = torch.from_numpy(image.transpose(2, 0, 1).copy()).unsqueeze(0).to(device)
+    q = spec["q"]
+    if spec["step"] == "reference":
+        step = _reference_step_factory(x, superpixels, q)
+    else:
+        spx = torch.from_numpy(superpixels).unsqueeze(0).to(device)
+        step = _unsupseg_step_factory(
+            x,
+            spx,
+            q,
+            channels_last=spec["step"] == "channels-last",
+            autocast=torch.bfloat16 if spec["step"] == "bf16" else None,
+        )
+    step()  # warm-up
+    return _median_seconds(step, spec["iterations"])
+
+
+def _run_variant(spec: dict[str, Any]) -> float:
+    """Time a variant in a fresh interpreter: huge pages are fixed at torch's start."""
+    env = dict(os.environ, THP_MEM_ALLOC_ENABLE="1" if spec["huge_pages"] else "0")
+    done = subprocess.run(
+        [sys.executable, "-m", "unsupseg.bench", json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"variant {spec['name']} failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def run_segment_bench(args: argparse.Namespace) -> int:
     q = 100
     shape = tuple(args.size)
-    image = bench_image(shape)
-    superpixels = slic_superpixels(image, n_segments=10000, compactness=100)
-    x_cpu = torch.from_numpy(image.transpose(2, 0, 1).copy()).unsqueeze(0)
-    spx_cpu = torch.from_numpy(superpixels).unsqueeze(0)
     threads = torch.get_num_threads()
-
-    variants: list[tuple[str, str, int, Callable[[], Callable]]] = [
-        ("reference", "cpu", threads, lambda: _reference_step_factory(x_cpu, superpixels, q)),
-        ("unsupseg", "cpu", threads, lambda: _unsupseg_step_factory(x_cpu, spx_cpu, q)),
-        (
-            "unsupseg channels-last",
-            "cpu",
-            threads,
-            lambda: _unsupseg_step_factory(x_cpu, spx_cpu, q, channels_last=True),
-        ),
+    common = {"shape": shape, "q": q, "iterations": args.iterations}
+    variants = [
+        {"name": "reference", "step": "reference", "huge_pages": False},
+        {"name": "unsupseg without huge pages", "step": "unsupseg", "huge_pages": False},
+        {"name": "unsupseg", "step": "unsupseg", "huge_pages": True},
+        {"name": "unsupseg channels-last", "step": "channels-last", "huge_pages": True},
     ]
+    variants = [{**v, "device": "cpu", "threads": threads} for v in variants]
     if threads > 1:
-        variants.append(("unsupseg", "cpu", 1, lambda: _unsupseg_step_factory(x_cpu, spx_cpu, q)))
+        variants.append({"name": "unsupseg", "step": "unsupseg", "huge_pages": True,
+                         "device": "cpu", "threads": 1})  # fmt: skip
     skipped = []
     if cpu_supports_bf16():
-        variants.append(
-            (
-                "unsupseg bf16 autocast",
-                "cpu",
-                threads,
-                lambda: _unsupseg_step_factory(x_cpu, spx_cpu, q, autocast=torch.bfloat16),
-            )
-        )
+        variants.append({"name": "unsupseg bf16 autocast", "step": "bf16", "huge_pages": True,
+                         "device": "cpu", "threads": threads})  # fmt: skip
     else:
         skipped.append(
             "bf16 autocast on CPU: no AVX512-BF16/AMX instructions here "
             "(emulated bfloat16 is many times slower)"
         )
     if torch.cuda.is_available():
-        cuda = resolve_device("cuda")
-        x_gpu, spx_gpu = x_cpu.to(cuda), spx_cpu.to(cuda)
-        variants += [
-            ("unsupseg", "cuda", threads, lambda: _unsupseg_step_factory(x_gpu, spx_gpu, q)),
-            (
-                "unsupseg bf16 autocast",
-                "cuda",
-                threads,
-                lambda: _unsupseg_step_factory(x_gpu, spx_gpu, q, autocast=torch.bfloat16),
-            ),
-            (
-                "unsupseg channels-last",
-                "cuda",
-                threads,
-                lambda: _unsupseg_step_factory(x_gpu, spx_gpu, q, channels_last=True),
-            ),
-        ]
+        for name, step in (("unsupseg", "unsupseg"), ("unsupseg bf16 autocast", "bf16"),
+                           ("unsupseg channels-last", "channels-last")):  # fmt: skip
+            variants.append({"name": name, "step": step, "huge_pages": True,
+                             "device": "cuda", "threads": threads})  # fmt: skip
     else:
         skipped.append("CUDA: not available on this machine")
 
     rows = []
-    for name, device, n_threads, factory in variants:
-        torch.set_num_threads(n_threads)
-        try:
-            step = factory()
-            step()  # warm-up
-            seconds = _median_seconds(step, args.iterations)
-        finally:
-            torch.set_num_threads(threads)
-        rows.append(
-            {
-                "variant": name,
-                "device": device,
-                "threads": n_threads,
-                "seconds_per_iteration": seconds,
-            }
-        )
-        log.info("%-24s %-4s %d threads: %.3f s/iteration", name, device, n_threads, seconds)
+    for variant in variants:
+        seconds = _run_variant({**common, **variant})
+        rows.append({
+            "variant": variant["name"], "device": variant["device"],
+            "threads": variant["threads"], "huge_pages": variant["huge_pages"],
+            "seconds_per_iteration": seconds,
+        })  # fmt: skip
+        log.info("%-28s %-4s %d threads: %.3f s/iteration", variant["name"],
+                 variant["device"], variant["threads"], seconds)  # fmt: skip
     reference = rows[0]["seconds_per_iteration"]
     for row in rows:
         row["speedup_vs_reference"] = reference / row["seconds_per_iteration"]
@@ -379,14 +388,9 @@ def run_segment_bench(args: argparse.Namespace) -> int:
     figures: dict[str, Any] = {
         "benchmark": "segment",
         "image": f"{shape[1]}x{shape[0]} (skimage coffee, resized)",
-        "q": q,
-        "n_conv": 2,
-        "n_superpixels": int(superpixels.max()) + 1,
-        "iterations_timed": args.iterations,
-        "variants": rows,
-        "skipped": skipped,
-        **_machine(),
-    }
+        "q": q, "n_conv": 2, "iterations_timed": args.iterations,
+        "variants": rows, "skipped": skipped, **_machine(),
+    }  # fmt: skip
     table = [
         (
             f"{r['variant']} ({r['device']}, {r['threads']} thr)",
@@ -407,12 +411,10 @@ def run_segment_bench(args: argparse.Namespace) -> int:
                 "seconds_per_iteration": statistics.median(result.iteration_seconds),
                 "device": result.params["device"],
             }
-            table.append(
-                (
-                    f"stop rule on {args.stop_image.name} ({result.params['device']})",
-                    f"{result.seconds:.1f} s, {result.n_iterations} it, {result.n_labels} labels",
-                )
-            )
+            table.append((
+                f"stop rule on {args.stop_image.name} ({result.params['device']})",
+                f"{result.seconds:.1f} s, {result.n_iterations} it, {result.n_labels} labels",
+            ))  # fmt: skip
         else:
             skipped.append(f"stop-rule run: {args.stop_image} not found")
     for reason in skipped:
@@ -575,3 +577,8 @@ def run_train_bench(args: argparse.Namespace) -> int:
             },
         )
     return 0
+
+
+if __name__ == "__main__":
+    # A variant of `bench segment`, timed in this fresh process: print its seconds.
+    print(time_step_variant(json.loads(sys.argv[1])))
