@@ -24,8 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
 
 #: Largest image (in pixels) segmented without downscaling: 2048 x 2048. Per-image
-#: optimisation keeps several (q, H, W) float tensors alive; at q=100 this size
-#: already needs about 10 GiB.
+#: optimisation keeps several (q, H, W) float tensors alive; at q=100 each one of this
+#: size is 1.7 GB.
 MAX_PIXELS = 2048 * 2048
 
 
