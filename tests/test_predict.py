@@ -101,6 +101,10 @@ def test_predict_batch_mixed_sizes_full_resolution():
     np.testing.assert_array_equal(alone.argmax, predict_batch(model, info, images[:3])[2].argmax)
     with pytest.raises(ValueError, match="finetune"):
         predict_batch(model, info, images, finetune=-1)
+    huge = np.zeros((2100, 2100, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="--max-side"):
+        predict_batch(model, info, [huge])
+    assert predict_batch(model, info, [huge], max_side=64)[0].labels.shape == (2100, 2100)
 
 
 def test_predict_writes_a_folder_image_at_any_size(autoencoder_run, tmp_path):  # noqa: F811

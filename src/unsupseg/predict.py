@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from unsupseg.data.base import resize_image, to_uint8_rgb
 from unsupseg.data.cache import default_slic_params
-from unsupseg.io import ImageReadError, as_rgb_float, resize_nearest, to_uint8
+from unsupseg.io import MAX_PIXELS, ImageReadError, as_rgb_float, resize_nearest, to_uint8
 from unsupseg.refine import refine_by_superpixel_vote
 from unsupseg.segment import SegmentationResult, number_consecutively, optimise_on_image
 from unsupseg.superpixels import slic_superpixels
@@ -46,6 +46,12 @@ def working_image(image: np.ndarray, info: dict[str, Any], max_side: int | None)
         scale = max_side / max(picture.shape[:2])
         shape = tuple(max(1, round(side * scale)) for side in picture.shape[:2])
         picture = resize_image(picture, shape)
+    height, width = picture.shape[:2]
+    if height * width > MAX_PIXELS:
+        raise ValueError(
+            f"image is {width}x{height} = {height * width} pixels, more than the limit of "
+            f"{MAX_PIXELS}; downscale it with --max-side (e.g. --max-side 1024)"
+        )
     return as_rgb_float(picture)
 
 
