@@ -154,3 +154,12 @@ def test_models_lists_seed_totals(capsys):
     assert {name: table[name] for name in seed} == seed
     assert main(["models"]) == 0
     assert "classifier-voc2012" in capsys.readouterr().out
+
+
+def test_unavailable_device_is_one_clear_error(tmp_path, capsys):
+    code = main(["segment", "--device", "cuda:7", "--out", str(tmp_path / "o"), *FAST])
+    if code == 0:  # a machine with eight GPUs
+        return
+    assert code == 2
+    assert "cuda:7" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from unsupseg.device import resolve_device
 from unsupseg.io import ImageReadError, as_rgb_float, find_images, read_image
 from unsupseg.samples import SAMPLE_NAMES, sample_image
 from unsupseg.segment import METHODS, segment
@@ -143,6 +144,11 @@ def _add_segment_parser(commands: argparse._SubParsersAction) -> None:
 def _run_segment(args: argparse.Namespace) -> int:
     if args.scribble is not None and args.method != "tip2020":
         log.error("--scribble needs --method tip2020")
+        return 2
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        log.error("%s", exc)
         return 2
     jobs, failures = collect_jobs(args.inputs)
     n_inputs = len(jobs) + len(failures)
