@@ -163,3 +163,14 @@ def test_unavailable_device_is_one_clear_error(tmp_path, capsys):
     assert code == 2
     assert "cuda:7" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_is_wired_into_the_cli(bsds500, tmp_path):
+    out, summary = tmp_path / "eval", tmp_path / "summary.json"
+    code = main(["evaluate", "--dataset", "bsds500", "--data-root", str(bsds500),
+                 "--method", "blank", "--limit", "2", "--out", str(out),
+                 "--json", str(summary), "--quiet"])  # fmt: skip
+    assert code == 0
+    figures = json.loads(summary.read_text())
+    assert figures["n_images"] == 2 and figures["mean_segments"] == 1
+    assert 0 < figures["miou_all"] < figures["miou_coarse"] < 1

@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``unsupseg`` argument parser with every subcommand."""
     from unsupseg import __version__
     from unsupseg.bench import add_bench_parser
+    from unsupseg.evaluate import add_evaluate_parser
     from unsupseg.predict import add_predict_parser
     from unsupseg.train import add_train_parser
 
@@ -333,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_parser(commands)
     add_train_parser(commands, _number)
     add_predict_parser(commands, _number)
+    add_evaluate_parser(commands, _number)
     add_bench_parser(commands, _number)
     return parser
 
