@@ -174,3 +174,20 @@ def test_evaluate_is_wired_into_the_cli(bsds500, tmp_path):
     figures = json.loads(summary.read_text())
     assert figures["n_images"] == 2 and figures["mean_segments"] == 1
     assert 0 < figures["miou_all"] < figures["miou_coarse"] < 1
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from unsupseg.cli import build_parser
+
+    def walk(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from ((f"{name} {n}", a) for n, a in walk(sub))
+            elif not isinstance(action, argparse._HelpAction):
+                yield action.dest, action
+
+    missing = [name for name, action in walk(build_parser()) if not action.help]
+    assert not missing, missing

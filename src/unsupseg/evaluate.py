@@ -89,14 +89,18 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, number: Callable) 
     """Add the ``evaluate`` command to ``commands`` (``number``: the CLI's numeric type)."""
     parser = commands.add_parser(
         "evaluate",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="score a method, a checkpoint or saved predictions against ground truth",
         description="Score a segmentation method on BSDS500 (Kanezaki/TIP mIoU All/Fine/"
         "Coarse, covering, PRI, VI, boundary ODS/OIS) or MSRC-v2 (per-image best-IoU mIoU, "
         "Hungarian-matched mIoU and pixel accuracy). Rows go to OUT/per_image.csv as each "
         "image is scored; a rerun with the same OUT skips the images already there.",
     )
-    parser.add_argument("--dataset", required=True, choices=sorted(DEFAULT_SPLITS))
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=sorted(DEFAULT_SPLITS),
+        help="data set with ground truth to score on",
+    )
     parser.add_argument(
         "--split",
         default=None,
