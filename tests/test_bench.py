@@ -55,3 +55,18 @@ def test_bench_train_writes_throughput_beside_the_seed(tmp_path):
     assert base["images_per_second"] > 0
     assert abs(base["ratio_to_seed"] - base["images_per_second"] / 30 / 50000 * 20393) < 1e-6
     assert main(["bench", "train", "--presets", "nope"]) == 2
+
+
+def test_pixels_of_superpixels_matches_the_reference_setup():
+    import numpy as np
+
+    from unsupseg.bench import pixels_of_superpixels
+
+    superpixels = np.random.default_rng(0).integers(0, 50, (30, 40))
+    superpixels[superpixels == 7] = 8  # a missing id is skipped, as np.unique skips it
+    flat = superpixels.reshape(-1)
+    expected = [np.where(flat == s)[0] for s in np.unique(flat)]
+    got = pixels_of_superpixels(superpixels)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)

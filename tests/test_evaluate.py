@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
+from test_data import _bsds_struct_cells
 
 from unsupseg import evaluate
 from unsupseg.baselines import BASELINES
@@ -39,15 +40,6 @@ def _rows(out: Path) -> list[dict[str, str]]:
 # Writers (the formats of tests/test_data.py)
 
 
-def _bsds_cells(segmentations: list[np.ndarray]) -> np.ndarray:
-    cells = np.empty((1, len(segmentations)), dtype=object)
-    for k, seg in enumerate(segmentations):
-        boundaries = np.zeros(seg.shape, np.uint8)
-        boundaries[:, 1:] |= (seg[:, 1:] != seg[:, :-1]).astype(np.uint8)
-        cells[0, k] = {"Segmentation": seg.astype(np.uint16), "Boundaries": boundaries}
-    return cells
-
-
 def _halves() -> np.ndarray:
     seg = np.ones((H, W), np.uint16)
     seg[:, W // 2 :] = 2
@@ -67,9 +59,8 @@ def write_bsds(root: Path, truths: dict[str, list[np.ndarray]], split: str = "va
     for image_id, segs in truths.items():
         image = RNG.integers(0, 256, (*segs[0].shape, 3), dtype=np.uint8)
         Image.fromarray(image).save(root / "images" / split / f"{image_id}.jpg")
-        scipy.io.savemat(
-            root / "groundTruth" / split / f"{image_id}.mat", {"groundTruth": _bsds_cells(segs)}
-        )
+        cells = {"groundTruth": _bsds_struct_cells(segs)}
+        scipy.io.savemat(root / "groundTruth" / split / f"{image_id}.mat", cells)
 
 
 def hand_bsds(root: Path) -> dict[str, list[np.ndarray]]:
