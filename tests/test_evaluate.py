@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
-from test_data import _bsds_struct_cells
+from test_data import _bsds_struct_cells, _palette_png
 
-from unsupseg import evaluate
+from unsupseg import evaluate, metrics
 from unsupseg.baselines import BASELINES
 from unsupseg.cli import _number as number
+from unsupseg.data import open_dataset
 from unsupseg.evaluate import add_evaluate_parser, run_evaluate
 
 RNG = np.random.default_rng(7)
@@ -328,6 +331,385 @@ def test_msrc_blank(tmp_path):
     # other three classes present (0, 1, 5) score 0.
     assert summary["pixel_accuracy"] == pytest.approx(25 / 70)
     assert summary["miou_hungarian"] == pytest.approx((25 / 70) / 4)
+
+
+def test_msrc_holdout_scores_the_images_training_held_out(tmp_path):
+    from unsupseg.train import split_holdout
+
+    write_msrc(tmp_path / "msrc")
+    for k in range(7):  # 10 images: the holdout is the 1st and the 6th
+        for sub in ("images", "labels"):
+            source = tmp_path / "msrc" / sub / "2_1_s.png"
+            (tmp_path / "msrc" / sub / f"9_{k}_s.png").write_bytes(source.read_bytes())
+    out = tmp_path / "out"
+    code = _run(
+        "--dataset", "msrc", "--data-root", str(tmp_path / "msrc"), "--split", "holdout",
+        "--method", "blank", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    train, held = split_holdout(open_dataset("msrc", tmp_path / "msrc", "all"))
+    assert [row["id"] for row in _rows(out)] == held.ids == ["1_1_s", "9_2_s"]
+    assert not set(held.ids) & set(train.ids) and len(train) == 8
+
+
+# --------------------------------------------------------------------------------------
+# PASCAL VOC 2012
+
+
+def _bands(classes: list[int], height: int = H, width: int = W) -> np.ndarray:
+    """Vertical bands of the given class values (np.array_split of the columns)."""
+    class_map = np.zeros((height, width), np.uint8)
+    for band, value in zip(np.array_split(np.arange(width), len(classes)), classes, strict=True):
+        class_map[:, band] = value
+    return class_map
+
+
+def write_voc(root: Path) -> dict[str, np.ndarray]:
+    """A VOC tree; returns the class maps of the val split (a third image is train only)."""
+    voc = root / "VOCdevkit" / "VOC2012"
+    (voc / "JPEGImages").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    maps = {
+        # background 200 px, person (15) 200 px, void 200 px
+        "2008_000001": _bands([0, 15, 255]),
+        # background 200 px, cat (8) 300 px, tvmonitor (20) 100 px
+        "2008_000002": _bands([0, 0, 8, 8, 8, 20]),
+        "2008_000003": _bands([0, 3]),
+    }
+    for image_id, class_map in maps.items():
+        image = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        Image.fromarray(image).save(voc / "JPEGImages" / f"{image_id}.jpg")
+        _palette_png(voc / "SegmentationClass" / f"{image_id}.png", class_map)
+    sets = voc / "ImageSets" / "Segmentation"
+    (sets / "train.txt").write_text("2008_000003\n")
+    (sets / "val.txt").write_text("2008_000001\n2008_000002\n")
+    del maps["2008_000003"]
+    return maps
+
+
+def _save_class_maps(folder: Path, maps: dict[str, np.ndarray]) -> None:
+    """Perfect predictions: the class ids themselves (void pixels get an unused id)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for image_id, class_map in maps.items():
+        prediction = class_map.astype(np.int64)
+        prediction[class_map == 255] = 30  # void: any id, ignored
+        np.save(folder / f"{image_id}.npy", prediction)
+
+
+def test_voc2012_perfect_and_blank(tmp_path):
+    maps = write_voc(tmp_path / "voc")
+    _save_class_maps(tmp_path / "pred", maps)
+    summary_path = tmp_path / "s.json"
+    argv = (
+        "--dataset",
+        "voc2012",
+        "--data-root",
+        str(tmp_path / "voc"),
+        "--json",
+        str(summary_path),
+    )
+    assert _run(*argv, "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "p")) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["settings"]["split"] == "val"
+    assert summary["n_images"] == 2  # the val split; the train-only image is not scored
+    assert summary["miou_per_image"] == pytest.approx(1.0)
+    assert summary["miou_hungarian"] == pytest.approx(1.0)
+    assert summary["pixel_accuracy"] == pytest.approx(1.0)
+    assert [row["id"] for row in _rows(tmp_path / "p")] == list(maps)
+
+    assert _run(*argv, "--method", "blank", "--out", str(tmp_path / "b")) == 0
+    summary = json.loads(summary_path.read_text())
+    # One segment per image: each class region's IoU is its share of the labelled pixels,
+    # so an image's IoUs sum to 1: (1 + 1) / (2 + 3 regions). One cluster over the split,
+    # matched to background (400 of the 1000 labelled pixels); four classes present.
+    assert summary["miou_per_image"] == pytest.approx(2 / 5)
+    assert summary["pixel_accuracy"] == pytest.approx(400 / 1000)
+    assert summary["miou_hungarian"] == pytest.approx((400 / 1000) / 4)
+    # The same from the label maps (class 20 counts: 21 classes with background).
+    labelled = sum(int((m != 255).sum()) for m in maps.values())
+    areas = {c: sum(int((m == c).sum()) for m in maps.values()) for c in (0, 8, 15, 20)}
+    assert summary["pixel_accuracy"] == pytest.approx(max(areas.values()) / labelled)
+    assert all(row["error"] == "" for row in _rows(tmp_path / "b"))
+
+
+def test_voc2012_missing_prediction_is_per_image(tmp_path):
+    maps = write_voc(tmp_path / "voc")
+    _save_class_maps(tmp_path / "pred", maps)
+    (tmp_path / "pred" / "2008_000002.npy").unlink()
+    code = _run(
+        "--dataset", "voc2012", "--data-root", str(tmp_path / "voc"),
+        "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 1
+    errors = {row["id"]: row["error"] for row in _rows(tmp_path / "out")}
+    assert errors["2008_000001"] == ""
+    assert "no prediction for 2008_000002" in errors["2008_000002"]
+
+
+# --------------------------------------------------------------------------------------
+# A folder with labels
+
+
+def write_labelled_folder(root: Path) -> dict[str, np.ndarray]:
+    """images/ (PNG and JPEG) and labels/ (a palette and a grayscale PNG), sparse ids."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    maps = {
+        "a": _bands([2, 5, 255]),  # 2: 200 px, 5: 200 px, void 200 px
+        "b": _bands([9, 9, 9, 9, 2, 255]),  # 9: 400 px, 2: 100 px, void 100 px
+    }
+    Image.fromarray(RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / "images/a.png")
+    Image.fromarray(RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / "images/b.jpg")
+    _palette_png(root / "labels" / "a.png", maps["a"])
+    Image.fromarray(maps["b"], mode="L").save(root / "labels" / "b.png")
+    return maps
+
+
+def test_folder_with_labels_perfect_and_blank(tmp_path):
+    maps = write_labelled_folder(tmp_path / "dir")
+    dataset = evaluate.open_folder(tmp_path / "dir")
+    assert dataset.classes == [2, 5, 9] and dataset.n_classes == 3
+    assert evaluate.scoring_kind(dataset) == "class_map"
+    np.testing.assert_array_equal(np.unique(dataset.ground_truth(1)), [0, 2, 255])
+    _save_class_maps(tmp_path / "pred", maps)
+    summary_path = tmp_path / "s.json"
+    argv = (
+        "--dataset",
+        "folder",
+        "--data-root",
+        str(tmp_path / "dir"),
+        "--json",
+        str(summary_path),
+    )
+    assert _run(*argv, "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "p")) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["n_images"] == 2
+    assert summary["settings"]["classes"] == [2, 5, 9]
+    for key in ("miou_per_image", "miou_hungarian", "pixel_accuracy"):
+        assert summary[key] == pytest.approx(1.0), key
+
+    assert _run(*argv, "--method", "blank", "--out", str(tmp_path / "b")) == 0
+    summary = json.loads(summary_path.read_text())
+    # Per image the IoUs of one segment sum to 1, over 2 + 2 class regions. Classes over
+    # the split: 2: 300, 5: 200, 9: 400 of 900 labelled pixels; the cluster takes 9.
+    assert summary["miou_per_image"] == pytest.approx(2 / 4)
+    assert summary["pixel_accuracy"] == pytest.approx(400 / 900)
+    assert summary["miou_hungarian"] == pytest.approx((400 / 900) / 3)
+
+
+def test_folder_classes_csv_and_per_image_errors(tmp_path):
+    maps = write_labelled_folder(tmp_path / "dir")
+    (tmp_path / "dir" / "classes.csv").write_text("id,name\n2,road\n9,sky\n5,car\n11,tree\n")
+    dataset = evaluate.open_folder(tmp_path / "dir")
+    assert dataset.classes == [2, 5, 9, 11]
+    assert dataset.class_names == ["road", "car", "sky", "tree"]
+    _save_class_maps(tmp_path / "pred", maps)
+    summary_path = tmp_path / "s.json"
+    argv = (
+        "--dataset", "folder", "--data-root", str(tmp_path / "dir"),
+        "--predictions", str(tmp_path / "pred"), "--json", str(summary_path),
+    )  # fmt: skip
+    assert _run(*argv, "--out", str(tmp_path / "o1")) == 0
+    # A class listed but absent (11) does not count in the Hungarian mIoU.
+    assert json.loads(summary_path.read_text())["miou_hungarian"] == pytest.approx(1.0)
+    # An id missing from classes.csv and a prediction of another size fail one image each.
+    (tmp_path / "dir" / "classes.csv").write_text("id,name\n2,road\n9,sky\n")
+    np.save(tmp_path / "pred" / "b.npy", np.zeros((H, W + 1), np.int64))
+    assert _run(*argv, "--out", str(tmp_path / "o2")) == 1
+    errors = {row["id"]: row["error"] for row in _rows(tmp_path / "o2")}
+    assert "[5] not in" in errors["a"]
+    assert "size" in errors["b"]
+    assert json.loads(summary_path.read_text())["n_failed"] == 2
+
+
+def test_folder_needs_data_root(caplog):
+    assert _run("--dataset", "folder", "--method", "blank") == 2
+    assert "--dataset folder needs --data-root" in caplog.text
+
+
+# --------------------------------------------------------------------------------------
+# A folder without labels: internal indices
+
+
+def test_folder_without_labels_internal_indices(tmp_path, capsys):
+    (tmp_path / "dir" / "images").mkdir(parents=True)
+    images = {
+        name: RNG.integers(0, 256, (H, W, 3), dtype=np.uint8) for name in ("two", "one", "odd")
+    }
+    for name, image in images.items():
+        Image.fromarray(image).save(tmp_path / "dir" / "images" / f"{name}.png")
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    halves = (np.arange(W)[None, :] >= W // 2).repeat(H, axis=0).astype(np.int64)
+    np.save(pred / "two.npy", halves)
+    np.save(pred / "one.npy", np.zeros((H, W), np.int64))
+    np.save(pred / "odd.npy", np.zeros((H + 2, W), np.int64))
+    out, summary_path = tmp_path / "out", tmp_path / "s.json"
+    argv = (
+        "--dataset", "folder", "--data-root", str(tmp_path / "dir"), "--predictions", str(pred),
+        "--out", str(out), "--json", str(summary_path),
+    )  # fmt: skip
+    assert _run(*argv) == 1  # 'odd' has another size
+    assert evaluate.scoring_kind(evaluate.open_folder(tmp_path / "dir")) == "internal"
+    rows = {row["id"]: row for row in _rows(out)}
+    assert list(next(iter(rows.values()))) == evaluate.INTERNAL_COLUMNS
+    assert "size" in rows["odd"]["error"]
+    expected = metrics.internal_indices(images["two"] / 255.0, halves)
+    assert np.isfinite(expected["silhouette"])
+    for name in ("silhouette", "calinski_harabasz", "davies_bouldin"):
+        assert float(rows["two"][name]) == expected[name], name
+    assert (rows["two"]["n_labels"], rows["two"]["n_segments"], rows["two"]["note"]) == (
+        "2", "2", ""
+    )  # fmt: skip
+    # One label: no index is defined; NaN with the reason, not a failure.
+    assert rows["one"]["error"] == ""
+    assert all(math.isnan(float(rows["one"][name])) for name in evaluate.INDICES)
+    assert "1 label(s)" in rows["one"]["note"]
+    summary = json.loads(summary_path.read_text())
+    assert summary["n_images"] == 2 and summary["n_failed"] == 1
+    assert summary["n_indices_undefined"] == 1
+    for name in ("silhouette", "calinski_harabasz", "davies_bouldin"):
+        assert summary[name] == pytest.approx(expected[name]), name
+    assert summary["mean_labels"] == pytest.approx(1.5)
+    assert summary["mean_segments"] == pytest.approx(1.5)
+    assert "silhouette" in capsys.readouterr().out
+    # Resume: the scored rows are kept as they are, the failed image is retried.
+    np.save(pred / "odd.npy", halves)
+    assert _run(*argv) == 0
+    again = {row["id"]: row for row in _rows(out)}
+    assert again["two"] == rows["two"] and again["one"] == rows["one"]
+    assert again["odd"]["error"] == ""
+
+
+def test_folder_of_images_itself_blank(tmp_path):
+    (tmp_path / "dir").mkdir()
+    for name in ("x", "y"):
+        image = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / "dir" / f"{name}.png")
+    summary_path = tmp_path / "s.json"
+    code = _run(
+        "--dataset", "folder", "--data-root", str(tmp_path / "dir"), "--method", "blank",
+        "--out", str(tmp_path / "out"), "--json", str(summary_path),
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["n_images"] == 2 and summary["n_indices_undefined"] == 2
+    assert summary["silhouette"] is None  # NaN: no image has two labels
+    assert summary["mean_labels"] == 1
+
+
+# --------------------------------------------------------------------------------------
+# A checkpoint and per-image optimisation, against the functions they call
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny model trained for real: autoencoder, q = 8, one epoch on 4 images."""
+    import torch
+    from test_train import _blocks, train_cli
+
+    root = tmp_path_factory.mktemp("train")
+    (root / "data" / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(_blocks(rng)).save(root / "data" / "train" / f"img{i}.png")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Total length of `list`")  # no validation split
+            code = train_cli(
+                "--preset", "autoencoder-cifar10", "--q", "8", "--epochs", "1",
+                "--batch-size", "4", "--dataset", "folder", "--data-root", root / "data",
+                "--split", "train", "--val-split", "none", "--cache-dir", root / "cache",
+                "--slic-workers", "1", "--num-workers", "0", "--quiet", "--out", root / "run",
+            )  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0
+    return root / "run" / "checkpoints" / "model-last.pt"
+
+
+def _bsds_row(prediction: np.ndarray, annotators: list[np.ndarray]) -> dict[str, float]:
+    """A BSDS500 row computed with the metric functions directly."""
+    row = {
+        "n_labels": np.unique(prediction).size,
+        "n_segments": int(metrics.connected_components(prediction).max()) + 1,
+    }
+    for mode in metrics.MODES:
+        total, count = metrics.bsds_miou_terms(prediction, annotators, mode)
+        row[f"miou_{mode}_sum"], row[f"miou_{mode}_n"] = total, count
+    weighted, area = metrics.segmentation_covering_terms(prediction, annotators)
+    row["covering_sum"], row["covering_area"] = weighted, area
+    row["pri"] = metrics.probabilistic_rand_index(prediction, annotators)
+    row["vi"] = metrics.variation_of_information(prediction, annotators)
+    counts = metrics.boundary_prf_terms(prediction, annotators)
+    row.update({f"boundary_{key}": value for key, value in counts.items()})
+    row["boundary_f"] = metrics.boundary_f(counts)["f"]
+    return row
+
+
+def _assert_rows(out: Path, expected: dict[str, dict[str, float]]) -> None:
+    rows = _rows(out)
+    assert [row["id"] for row in rows] == list(expected)
+    for row in rows:
+        assert row["error"] == "", row["error"]
+        for key, value in expected[row["id"]].items():
+            assert float(row[key]) == pytest.approx(value, rel=1e-12, abs=1e-12), (row["id"], key)
+
+
+def test_checkpoint_rows_are_predict_batch_scored(tmp_path, checkpoint, one_thread):
+    from unsupseg.predict import predict_batch
+    from unsupseg.train import load_trained_model
+
+    truths = hand_bsds(tmp_path / "bsds")
+    dataset = open_dataset("bsds500", tmp_path / "bsds", "val", image_size="native")
+    model, info = load_trained_model(checkpoint, "cpu")
+    argv = ("--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"),
+            "--checkpoint", str(checkpoint), "--device", "cpu")  # fmt: skip
+    labels = {}
+    for refine in (False, True):
+        expected = {}
+        for index in range(len(dataset)):
+            (result,) = predict_batch(model, info, [dataset.image(index)], refine=refine)
+            image_id = dataset.image_id(index)
+            labels[image_id, refine] = result.labels
+            expected[image_id] = _bsds_row(result.labels.astype(np.int64), truths[image_id])
+        out = tmp_path / f"out-{refine}"
+        assert _run(*argv, *(["--refine"] if refine else []), "--out", str(out)) == 0
+        _assert_rows(out, expected)
+    # The vote changes the labels here, so the two runs check different predictions.
+    assert any(not np.array_equal(labels[i, False], labels[i, True]) for i in truths)
+
+
+def test_per_image_rows_are_segment_scored(tmp_path, one_thread):
+    from unsupseg.segment import segment
+
+    truths = hand_bsds(tmp_path / "bsds")
+    dataset = open_dataset("bsds500", tmp_path / "bsds", "val", image_size="native")
+    expected = {}
+    for index in range(len(dataset)):
+        prediction = segment(dataset.image(index), max_side=16, max_iter=3, seed=0, device="cpu")
+        assert prediction.shape == (H, W)
+        expected[dataset.image_id(index)] = _bsds_row(prediction, truths[dataset.image_id(index)])
+    code = _run(
+        "--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"), "--method", "per-image",
+        "--max-iter", "3", "--max-side", "16", "--device", "cpu", "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 0
+    _assert_rows(tmp_path / "out", expected)
+    settings = json.loads((tmp_path / "out" / "evaluate.json").read_text())
+    assert (settings["max_iter"], settings["max_side"], settings["seed"]) == (3, 16, 0)
 
 
 # --------------------------------------------------------------------------------------

@@ -277,3 +277,18 @@ def test_bsds500_blank_segment_order_of_magnitude(bsds500: Path):
     predictions = [np.zeros(g[0].shape, dtype=int) for g in ground_truths]
     value = M.bsds_miou(predictions, ground_truths, "all")
     assert 0.01 < value < 0.2
+
+
+def test_bsds_miou_all_modes_equals_each_mode():
+    rng = np.random.default_rng(3)
+    prediction = rng.integers(0, 4, (12, 15))
+    annotators = [rng.integers(1, k, (12, 15)) for k in (3, 6, 6, 2)]
+    terms = M.bsds_miou_all_modes(prediction, annotators)
+    assert sorted(terms) == sorted(M.MODES)
+    for mode in M.MODES:
+        total, count = M.bsds_miou_terms(prediction, annotators, mode)
+        assert terms[mode][0] == pytest.approx(total) and terms[mode][1] == count
+    # fine and coarse are single annotators: the second (first of the tied 5-label ones)
+    # and the last
+    assert terms["fine"][1] == np.unique(annotators[1]).size
+    assert terms["coarse"][1] == 1

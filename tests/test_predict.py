@@ -21,12 +21,15 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
 
 
-def test_predict_reproduces_the_training_snapshots(autoencoder_run, tiny, tmp_path):  # noqa: F811
+def test_predict_reproduces_the_training_snapshots(autoencoder_run, tiny, tmp_path, capsys):  # noqa: F811
     checkpoint = autoencoder_run / "checkpoints" / "model-last.pt"
     out = tmp_path / "pred"
     code = main(["predict", str(tiny["folder"] / "val"), "--checkpoint", str(checkpoint),
                  "--out", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
     assert code == 0
+    n_images = len(list((tiny["folder"] / "val").iterdir()))
+    logged = "".join(capsys.readouterr())
+    assert "time per image" in logged and f"over {n_images} images" in logged
     with np.load(autoencoder_run / "figures" / "snapshots" / "epoch002.npz") as snapshot:
         for index in range(4):  # the run's sample images are the first 4 validation images
             labels = np.load(out / f"img{index}" / "labels.npy")

@@ -320,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     from unsupseg import __version__
     from unsupseg.bench import add_bench_parser
     from unsupseg.evaluate import add_evaluate_parser
+    from unsupseg.postprocess import add_postprocess_parser
     from unsupseg.predict import add_predict_parser
+    from unsupseg.report import add_report_parser
+    from unsupseg.stability import add_stability_parser
     from unsupseg.train import add_train_parser
 
     parser = argparse.ArgumentParser(
@@ -336,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(commands, _number)
     add_evaluate_parser(commands, _number)
     add_bench_parser(commands, _number)
+    add_report_parser(commands, _number)
+    add_postprocess_parser(commands, _number)
+    add_stability_parser(commands, _number)
     return parser
 
 

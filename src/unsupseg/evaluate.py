@@ -1,17 +1,31 @@
-"""``unsupseg evaluate``: score a segmentation method on a data set with ground truth.
+"""``unsupseg evaluate``: score a segmentation method on a data set.
 
 One row per image is appended to ``OUT/per_image.csv`` as soon as the image is scored
 (so an interrupted run resumes where it stopped: ids already in the file are skipped);
 the dataset figures are then aggregated from every row of the file, printed as a table
 and, with ``--json FILE``, written as a summary.
 
-BSDS500 rows hold the pooled terms of the Kanezaki/TIP mIoU (All / Fine / Coarse), of
-Segmentation Covering and of the boundary counts, and the per-image PRI, VI and boundary
-F; the dataset score pools the terms (mIoU, covering, boundary ODS) or averages the
-per-image values over images (PRI, VI, boundary OIS). MSRC-v2 rows hold the per-image
-best-IoU terms and the image's confusion matrix between classes and predicted ids as a
-sparse JSON list ``[[class, id, pixels], ...]``; the matrices are summed over the split
-for the Hungarian-matched mIoU and pixel accuracy (SPEC §5).
+What a row holds depends on the ground truth the data set has (:func:`scoring_kind`,
+the one place deciding it; :data:`COLUMNS` lists each kind's columns):
+
+``bsds`` (BSDS500)
+    The pooled terms of the Kanezaki/TIP mIoU (All / Fine / Coarse), of Segmentation
+    Covering and of the boundary counts, and the per-image PRI, VI and boundary F; the
+    dataset score pools the terms (mIoU, covering, boundary ODS) or averages the
+    per-image values over images (PRI, VI, boundary OIS).
+``class_map`` (PASCAL VOC 2012, MSRC-v2, a folder with ``labels/``)
+    The per-image best-IoU terms and the image's confusion matrix between classes and
+    predicted ids as a sparse JSON list ``[[class, id, pixels], ...]``; the matrices are
+    summed over the split for the Hungarian-matched mIoU and pixel accuracy (SPEC §5).
+    VOC 2012 counts 21 classes (background 0 and the 20 objects), MSRC-v2 23, a folder
+    the classes of :class:`LabelledFolderDataset`; 255 is void everywhere.
+``internal`` (a folder of images without labels)
+    No ground truth: the silhouette, Calinski-Harabasz and Davies-Bouldin indices of
+    :func:`unsupseg.metrics.internal_indices` on the image (scaled to [0, 1]) and the
+    prediction, averaged over the images where they are defined (a one-label
+    prediction has none: NaN, with the reason in the row's ``note``).
+
+Every kind also records the numbers of labels and of 4-connected segments.
 """
 
 from __future__ import annotations
@@ -22,6 +36,8 @@ import json
 import logging
 import math
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -32,14 +48,18 @@ from tqdm import tqdm
 
 from unsupseg import metrics
 from unsupseg.baselines import BASELINES
-from unsupseg.io import atomic_file, read_label_png, resize_nearest, write_json
+from unsupseg.data.base import DatasetError, ImageDataset, Size, file_image_shape, read_rgb_uint8
+from unsupseg.data.datasets import VOID, BSDS500Dataset, FolderDataset, _read_class_map
+from unsupseg.io import atomic_file, find_images, read_label_png, resize_nearest, write_json
 
 log = logging.getLogger("unsupseg")
 
 #: Data sets ``unsupseg evaluate`` scores, with their default split.
-DEFAULT_SPLITS = {"bsds500": "val", "msrc": "all"}
+DEFAULT_SPLITS = {"bsds500": "val", "voc2012": "val", "msrc": "all", "folder": "all"}
 #: Methods computed here (``--method``): the baselines and per-image optimisation.
 METHODS = (*BASELINES, "per-image")
+#: The internal indices scored on images without ground truth.
+INDICES = ("silhouette", "calinski_harabasz", "davies_bouldin")
 
 BSDS_COLUMNS = [
     "id",
@@ -73,6 +93,17 @@ CLASS_MAP_COLUMNS = [
     "seconds",
     "error",
 ]
+INTERNAL_COLUMNS = [
+    "id",
+    "n_labels",
+    "n_segments",
+    *INDICES,
+    "note",
+    "seconds",
+    "error",
+]
+#: The per-image CSV columns of each kind of scoring (see :func:`scoring_kind`).
+COLUMNS = {"bsds": BSDS_COLUMNS, "class_map": CLASS_MAP_COLUMNS, "internal": INTERNAL_COLUMNS}
 CSV_NAME = "per_image.csv"
 SETTINGS_NAME = "evaluate.json"
 
@@ -82,37 +113,219 @@ class EvaluateError(ValueError):
 
 
 # --------------------------------------------------------------------------------------
+# Folders of images, with or without class maps
+
+
+class LabelledFolderDataset(ImageDataset):
+    """A folder of images with class maps: ``images/<id>.<ext>`` and ``labels/<id>.png``.
+
+    Parameters
+    ----------
+    folder : path
+        The folder holding ``images/`` (any image files, ids are their stems) and
+        ``labels/`` (one PNG per image with the same stem: class ids, 255 = void, as a
+        VOC-style palette PNG or a plain 8-bit grayscale PNG), and optionally
+        ``classes.csv``.
+    split : str
+        Recorded only (the caller picks the folder).
+
+    Notes
+    -----
+    The classes are the ids listed in the ``id`` column of ``classes.csv`` (an optional
+    ``name`` column names them) when that file exists; otherwise every distinct non-void
+    value found by reading all the label files of the folder's images once, when the
+    data set is opened. :attr:`n_classes` is their number and :meth:`ground_truth`
+    renumbers them ``0 .. n_classes - 1`` in increasing id order (void stays 255), so
+    sparse ids such as {0, 3, 7} make three classes. A label file that is missing or
+    unreadable, or holds an id missing from ``classes.csv``, is an error of its image
+    only (raised by :meth:`ground_truth`).
+    """
+
+    name = "folder"
+
+    def __init__(self, folder: str | Path, split: str = "all") -> None:
+        super().__init__(folder, split, None)
+        self.folder = Path(folder)
+        expected = (
+            f"expected {self.folder}/images/<id>.<ext> and {self.folder}/labels/<id>.png "
+            "(class ids, 255 = void)"
+        )
+        if not (self.folder / "images").is_dir() or not (self.folder / "labels").is_dir():
+            raise DatasetError(f"labelled image folder not found: {expected}")
+        paths, problems = find_images([self.folder / "images"])
+        if problems:
+            raise DatasetError(problems[0][1])
+        shared = sorted(stem for stem, n in Counter(p.stem for p in paths).items() if n > 1)
+        if shared:
+            raise DatasetError(
+                f"{self.folder / 'images'}: several images share the stem {shared[0]!r}, so "
+                f"labels/{shared[0]}.png cannot tell which it labels"
+            )
+        self._image_paths = paths
+        self.ids = [p.stem for p in paths]
+        self._label_paths = [self.folder / "labels" / f"{i}.png" for i in self.ids]
+        self.classes, self.class_names = self._find_classes()
+        if not self.classes:
+            raise DatasetError(
+                f"{self.folder / 'labels'}: no class found (no label map of an image in "
+                f"images/ holds a value other than void 255): {expected}"
+            )
+        self.n_classes = len(self.classes)
+        self._dense = np.full(256, -1, dtype=np.int64)
+        self._dense[self.classes] = np.arange(self.n_classes)
+        self._dense[VOID] = VOID
+
+    def _find_classes(self) -> tuple[list[int], list[str]]:
+        table = self.folder / "classes.csv"
+        if table.is_file():
+            with open(table, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            try:
+                named = {int(row["id"]): row.get("name") or row["id"] for row in rows}
+            except (KeyError, TypeError, ValueError):
+                raise DatasetError(f"{table}: needs an 'id' column of class ids") from None
+            named.pop(VOID, None)
+            if any(not 0 <= i < VOID for i in named):
+                raise DatasetError(f"{table}: class ids must lie in 0..254 (255 is void)")
+            return sorted(named), [named[i] for i in sorted(named)]
+        found: set[int] = set()
+        for path in self._label_paths:
+            try:
+                found.update(int(v) for v in np.unique(_read_class_map(path)))
+            except DatasetError:
+                continue  # reported for its image when it is scored
+        found.discard(VOID)
+        return sorted(found), [str(i) for i in sorted(found)]
+
+    @property
+    def source(self) -> str:
+        return str(self.folder.resolve())
+
+    def _load_image(self, index: int) -> np.ndarray:
+        return read_rgb_uint8(self._image_paths[index])
+
+    def _native_shape(self, index: int) -> Size:
+        return file_image_shape(self._image_paths[index])
+
+    def _load_ground_truth(self, index: int) -> np.ndarray:
+        path = self._label_paths[index]
+        values = _read_class_map(path)
+        dense = self._dense[values]
+        if (dense < 0).any():
+            unknown = np.unique(values[dense < 0]).tolist()
+            raise DatasetError(
+                f"{path}: class id(s) {unknown} not in {self.folder / 'classes.csv'}"
+            )
+        shape = self._native_shape(index)
+        if dense.shape != shape:
+            raise DatasetError(
+                f"{path}: label map of size {dense.shape[1]}x{dense.shape[0]}, image "
+                f"{shape[1]}x{shape[0]} (width x height)"
+            )
+        return dense.astype(np.uint8)
+
+
+def open_folder(root: Path, split: str = "all") -> ImageDataset:
+    """Open ``--dataset folder``: with ground truth when it has ``labels/``, else without.
+
+    Parameters
+    ----------
+    root : path
+        ``--data-root``.
+    split : str
+        ``'all'`` scores ``root`` itself; another name scores the subfolder
+        ``root/<split>``.
+
+    Returns
+    -------
+    dataset : LabelledFolderDataset or FolderDataset
+        A :class:`LabelledFolderDataset` when the folder holds ``images/`` and
+        ``labels/``; otherwise a :class:`~unsupseg.data.FolderDataset` of the images in
+        ``images/`` when that exists, else in the folder itself.
+    """
+    folder = Path(root) if split == "all" else Path(root) / split
+    if not folder.is_dir():
+        raise DatasetError(
+            f"image folder not found: {folder} (split 'all' scores --data-root itself, "
+            "another split a subfolder of it)"
+        )
+    if (folder / "labels").is_dir():
+        return LabelledFolderDataset(folder, split)
+    images = folder / "images" if (folder / "images").is_dir() else folder
+    return FolderDataset(images, "all", image_size="native")
+
+
+def scoring_kind(dataset: ImageDataset) -> str:
+    """What the rows of ``dataset`` hold: ``'bsds'``, ``'class_map'`` or ``'internal'``.
+
+    BSDS500 has several annotators' segmentations, a folder without labels nothing
+    (internal indices), every other data set scored here (VOC 2012, MSRC-v2, a folder
+    with labels) a class map.
+    """
+    if isinstance(dataset, BSDS500Dataset):
+        return "bsds"
+    if isinstance(dataset, FolderDataset):
+        return "internal"
+    return "class_map"
+
+
+def scored_classes(dataset: ImageDataset) -> int:
+    """The number of classes of a class-map data set's maps: VOC 2012's 20 objects plus
+    background 0 (its ``first_class_value``), MSRC-v2's 23, a labelled folder's."""
+    return int(dataset.n_classes or 0) + int(getattr(dataset, "first_class_value", 0))
+
+
+# --------------------------------------------------------------------------------------
 # Parser
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dataset``, ``--split`` and ``--data-root``, as ``evaluate`` and ``postprocess``
+    take them (opened by :func:`open_scored_dataset`)."""
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=list(DEFAULT_SPLITS),
+        help="data set to score on: bsds500 (images/<split>/<id>.jpg, groundTruth/<split>/"
+        "<id>.mat); voc2012 (VOCdevkit/VOC2012/ with JPEGImages/<id>.jpg, "
+        "SegmentationClass/<id>.png palette PNGs with 255 = void, ImageSets/Segmentation/"
+        "<split>.txt; 21 classes with background); msrc (images/<id>.png, labels/<id>.png "
+        "palette PNGs, 255 = void); folder (--data-root DIR: DIR/images/ and DIR/labels/"
+        "<id>.png of class ids, 255 = void, palette or grayscale, scored like msrc with the "
+        "classes of DIR/classes.csv or else every id found in the label files; without "
+        "labels/, the images of DIR/images/ or DIR are scored by internal indices)",
+    )
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="split to score (default: val for bsds500 and voc2012; all for msrc, whose "
+        "folder holds one half of the database, or holdout: the every-5th images that "
+        "unsupseg train holds out of training; all for folder, which scores DIR itself, "
+        "while another name scores DIR/<name>)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="data set folder (default: ../shared/data/<bsds500|voc2012|msrc_v2> or "
+        "$UNSUPSEG_DATA/<the same>; required for --dataset folder)",
+    )
 
 
 def add_evaluate_parser(commands: argparse._SubParsersAction, number: Callable) -> None:
     """Add the ``evaluate`` command to ``commands`` (``number``: the CLI's numeric type)."""
     parser = commands.add_parser(
         "evaluate",
-        help="score a method, a checkpoint or saved predictions against ground truth",
+        help="score a method, a checkpoint or saved predictions on a data set",
         description="Score a segmentation method on BSDS500 (Kanezaki/TIP mIoU All/Fine/"
-        "Coarse, covering, PRI, VI, boundary ODS/OIS) or MSRC-v2 (per-image best-IoU mIoU, "
-        "Hungarian-matched mIoU and pixel accuracy). Rows go to OUT/per_image.csv as each "
-        "image is scored; a rerun with the same OUT skips the images already there.",
+        "Coarse, covering, PRI, VI, boundary ODS/OIS), PASCAL VOC 2012 or MSRC-v2 "
+        "(per-image best-IoU mIoU, Hungarian-matched mIoU and pixel accuracy), or a "
+        "folder of images: with labels/ scored like MSRC-v2, without them by internal "
+        "indices (silhouette, Calinski-Harabasz, Davies-Bouldin). Rows go to "
+        "OUT/per_image.csv as each image is scored; a rerun with the same OUT skips the "
+        "images already there.",
     )
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        choices=sorted(DEFAULT_SPLITS),
-        help="data set with ground truth to score on",
-    )
-    parser.add_argument(
-        "--split",
-        default=None,
-        help="split to score (default: val for bsds500, all for msrc, whose folder holds "
-        "one half of the database)",
-    )
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help="data set folder (default: ../shared/data/<bsds500|msrc_v2> or $UNSUPSEG_DATA)",
-    )
+    add_dataset_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--method", choices=METHODS, help="a baseline or per-image optimisation")
     source.add_argument("--checkpoint", type=Path, help="a trained model (unsupseg train)")
@@ -135,7 +348,8 @@ def add_evaluate_parser(commands: argparse._SubParsersAction, number: Callable) 
         "--out",
         type=Path,
         default=None,
-        help="output folder for per_image.csv (default: runs/evaluate/<dataset>-<split>-<name>)",
+        help="output folder for per_image.csv (default: runs/evaluate/<dataset>-<split>-<name>, "
+        "with folder-<DIR's name> as the data set of --dataset folder)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the summary here")
     parser.add_argument(
@@ -174,8 +388,7 @@ def score_bsds(prediction: np.ndarray, annotators: list[np.ndarray]) -> dict[str
         "n_labels": int(np.unique(prediction).size),
         "n_segments": _n_segments(prediction),
     }
-    for mode in metrics.MODES:
-        total, count = metrics.bsds_miou_terms(prediction, annotators, mode)
+    for mode, (total, count) in metrics.bsds_miou_all_modes(prediction, annotators).items():
         row[f"miou_{mode}_sum"], row[f"miou_{mode}_n"] = total, count
     row["covering_sum"], row["covering_area"] = metrics.segmentation_covering_terms(
         prediction, annotators
@@ -206,20 +419,66 @@ def score_class_map(
     }
 
 
+def score_internal(image: np.ndarray, prediction: np.ndarray) -> dict[str, Any]:
+    """The per-image row values of an image without ground truth.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W, 3)
+        The image as the data set gives it; the indices see it divided by 255.
+    prediction : ndarray of int, shape (H, W)
+
+    Returns
+    -------
+    row : dict
+        ``n_labels``, ``n_segments``, the :func:`unsupseg.metrics.internal_indices`
+        (default sampling: 5000 pixels, seed 0) and ``note``: the warnings they gave, such
+        as why they are NaN for a prediction of one label ("" when none).
+    """
+    rgb = np.asarray(image, dtype=np.float64) / 255.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        indices = metrics.internal_indices(rgb, prediction)
+    notes = []
+    for warning in caught:
+        if issubclass(warning.category, RuntimeWarning):
+            notes.append(str(warning.message))
+        else:  # not about this image's scores: pass it on
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return {
+        "n_labels": int(np.unique(prediction).size),
+        "n_segments": _n_segments(prediction),
+        **{name: indices[name] for name in INDICES},
+        "note": "; ".join(dict.fromkeys(notes)),
+    }
+
+
 def _score(dataset: Any, index: int, prediction: np.ndarray) -> dict[str, Any]:
-    truth = dataset.ground_truth(index)
+    """Score one prediction against what ``dataset`` knows of image ``index``."""
+    kind = scoring_kind(dataset)
     prediction = np.asarray(prediction)
     if prediction.ndim != 2:
         raise ValueError(f"prediction must be a 2-D label map; got shape {prediction.shape}")
-    shape = truth[0].shape if isinstance(truth, list) else truth.shape
+    if kind == "internal":
+        image = dataset.image(index)
+        shape, what = image.shape[:2], "image"
+    else:
+        truth = dataset.ground_truth(index)
+        shape = truth[0].shape if kind == "bsds" else truth.shape
+        what = "ground truth"
     if prediction.shape != shape:
         raise ValueError(
-            f"prediction has size {prediction.shape[1]}x{prediction.shape[0]}, ground truth "
+            f"prediction has size {prediction.shape[1]}x{prediction.shape[0]}, {what} "
             f"{shape[1]}x{shape[0]} (width x height)"
         )
-    if isinstance(truth, list):
-        return score_bsds(prediction.astype(np.int64), truth)
-    return score_class_map(prediction.astype(np.int64), truth, dataset.n_classes)
+    prediction = prediction.astype(np.int64)
+    if kind == "bsds":
+        return score_bsds(prediction, truth)
+    if kind == "class_map":
+        return score_class_map(prediction, truth, scored_classes(dataset))
+    return score_internal(image, prediction)
 
 
 def _baseline_row(dataset: Any, index: int, method: str, seed: int) -> dict[str, Any]:
@@ -309,24 +568,37 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
 
 
-def summarise(rows: list[dict[str, str]], n_classes: int | None) -> dict[str, Any]:
+def summarise(
+    rows: list[dict[str, str]], n_classes: int | None = None, kind: str | None = None
+) -> dict[str, Any]:
     """Dataset figures from the rows of ``per_image.csv`` (rows with an error are skipped).
 
     Parameters
     ----------
     rows : list of dict
         CSV rows as read back (string values).
-    n_classes : int or None
-        None for BSDS500 rows; the number of classes for class-map rows.
+    n_classes : int, optional
+        The number of classes of class-map rows (:func:`scored_classes`).
+    kind : {'bsds', 'class_map', 'internal'}, optional
+        What the rows hold (:func:`scoring_kind`); default ``'class_map'`` when
+        ``n_classes`` is given, else ``'bsds'``.
 
     Returns
     -------
     summary : dict
-        BSDS500: ``n_images, miou_all, miou_fine, miou_coarse, covering, pri, vi,
-        boundary_ods, boundary_ois, mean_segments, mean_labels``; class maps:
-        ``n_images, miou_per_image, miou_hungarian, pixel_accuracy, mean_segments,
-        mean_labels``.
+        ``n_images`` then, for BSDS500: ``miou_all, miou_fine, miou_coarse, covering,
+        pri, vi, boundary_ods, boundary_ois``; class maps: ``miou_per_image,
+        miou_hungarian, pixel_accuracy``; internal indices: ``silhouette,
+        calinski_harabasz, davies_bouldin`` (means over the images where they are
+        defined) and ``n_indices_undefined`` (images where they are NaN); then
+        ``mean_segments, mean_labels, seconds_per_image``.
     """
+    if kind is None:
+        kind = "bsds" if n_classes is None else "class_map"
+    if kind not in COLUMNS:
+        raise ValueError(f"kind must be one of {', '.join(COLUMNS)}; got {kind!r}")
+    if kind == "class_map" and not n_classes:
+        raise ValueError("class-map rows need n_classes")
     good = [row for row in rows if not row.get("error")]
 
     def column(name: str) -> np.ndarray:
@@ -337,7 +609,7 @@ def summarise(rows: list[dict[str, str]], n_classes: int | None) -> dict[str, An
         return float(values.mean()) if values.size else math.nan
 
     summary: dict[str, Any] = {"n_images": len(good)}
-    if n_classes is None:
+    if kind == "bsds":
         for mode in metrics.MODES:
             summary[f"miou_{mode}"] = _ratio(
                 column(f"miou_{mode}_sum").sum(), column(f"miou_{mode}_n").sum()
@@ -351,7 +623,7 @@ def summarise(rows: list[dict[str, str]], n_classes: int | None) -> dict[str, An
         }
         summary["boundary_ods"] = metrics.boundary_f(counts)["f"] if good else math.nan
         summary["boundary_ois"] = mean("boundary_f")
-    else:
+    elif kind == "class_map":
         summary["miou_per_image"] = _ratio(column("best_iou_sum").sum(), column("best_iou_n").sum())
         entries = [entry for row in good for entry in json.loads(row["confusion"])]
         if entries:
@@ -363,6 +635,14 @@ def summarise(rows: list[dict[str, str]], n_classes: int | None) -> dict[str, An
             summary["pixel_accuracy"] = scores["pixel_accuracy"]
         else:
             summary["miou_hungarian"] = summary["pixel_accuracy"] = math.nan
+    else:
+        undefined = np.zeros(len(good), dtype=bool)
+        for name in INDICES:
+            values = column(name)
+            defined = np.isfinite(values)
+            undefined |= ~defined
+            summary[name] = float(values[defined].mean()) if defined.any() else math.nan
+        summary["n_indices_undefined"] = int(undefined.sum())
     summary["mean_segments"] = mean("n_segments")
     summary["mean_labels"] = mean("n_labels")
     summary["seconds_per_image"] = mean("seconds")
@@ -391,7 +671,9 @@ def _source_name(args: argparse.Namespace) -> str:
     return f"predictions-{args.predictions.resolve().name}"
 
 
-def _settings(args: argparse.Namespace, root: Path, split: str) -> dict[str, Any]:
+def _settings(
+    args: argparse.Namespace, root: Path, split: str, dataset: ImageDataset
+) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "dataset": args.dataset,
         "split": split,
@@ -406,15 +688,31 @@ def _settings(args: argparse.Namespace, root: Path, split: str) -> dict[str, Any
         settings["seed"] = args.seed
     if args.checkpoint:
         settings["refine"] = bool(args.refine)
+    if isinstance(dataset, LabelledFolderDataset):
+        # The confusion matrices in the rows number the classes in this order.
+        settings["classes"] = dataset.classes
     return settings
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Path, str]:
+def open_scored_dataset(args: argparse.Namespace) -> tuple[Any, Path, str]:
+    """The data set of ``--dataset/--split/--data-root``: (dataset, root, split)."""
     from unsupseg.data import open_dataset
     from unsupseg.train import default_data_root
 
     split = args.split or DEFAULT_SPLITS[args.dataset]
+    if args.dataset == "folder":
+        if args.data_root is None:
+            raise EvaluateError(
+                "--dataset folder needs --data-root DIR: a folder with images/ and labels/ "
+                "(class maps), or a folder of images (in DIR/images/ or DIR itself)"
+            )
+        return open_folder(args.data_root, split), Path(args.data_root), split
     root = args.data_root if args.data_root is not None else default_data_root(args.dataset)
+    if args.dataset == "msrc" and split == "holdout":
+        from unsupseg.train import split_holdout
+
+        _, held = split_holdout(open_dataset("msrc", root, "all", image_size="native"))
+        return held, Path(root), split
     return open_dataset(args.dataset, root, split, image_size="native"), Path(root), split
 
 
@@ -495,19 +793,20 @@ def _rows_in_pool(dataset: Any, indices: list[int], method: str, seed: int, work
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``unsupseg evaluate``; 0 when every image was scored, 1 when some failed, 2 on
     bad usage (a missing data set, a clash with an earlier run in ``--out``)."""
-    from unsupseg.data import DatasetError
     from unsupseg.train import TrainError
 
     try:
-        dataset, root, split = _open(args)
+        dataset, root, split = open_scored_dataset(args)
     except (DatasetError, TrainError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    class_maps = args.dataset != "bsds500"
-    columns = CLASS_MAP_COLUMNS if class_maps else BSDS_COLUMNS
-    out = args.out or Path("runs") / "evaluate" / f"{args.dataset}-{split}-{_source_name(args)}"
+    kind = scoring_kind(dataset)
+    class_maps = kind == "class_map"
+    columns = COLUMNS[kind]
+    name = args.dataset if args.dataset != "folder" else f"folder-{root.resolve().name}"
+    out = args.out or Path("runs") / "evaluate" / f"{name}-{split}-{_source_name(args)}"
     csv_path = out / CSV_NAME
-    settings = _settings(args, root, split)
+    settings = _settings(args, root, split, dataset)
     try:
         settings_path = out / SETTINGS_NAME
         if settings_path.is_file():
@@ -576,7 +875,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     wanted = {dataset.image_id(i) for i in range(n)}
     scored = [row for row in _read_rows(csv_path, columns) if row["id"] in wanted]
-    summary = summarise(scored, dataset.n_classes if class_maps else None)
+    summary = summarise(scored, scored_classes(dataset) if class_maps else None, kind)
     summary["n_failed"] = len(failures)
     title = f"{args.dataset} {split}: {_source_name(args)} ({summary['n_images']} images)"
     print(format_table(summary, title))

@@ -262,6 +262,32 @@ def bsds_miou_terms(
     return total, count
 
 
+def bsds_miou_all_modes(
+    prediction: np.ndarray, annotators: Sequence[np.ndarray]
+) -> dict[str, tuple[float, int]]:
+    """:func:`bsds_miou_terms` of every mode at once (one connected-component split and
+    one contingency table per annotator instead of one per mode).
+
+    Returns
+    -------
+    terms : dict
+        ``{mode: (sum_iou, n_segments)}`` for each of :data:`MODES`.
+    """
+    prediction = _as_labels(prediction, "prediction")
+    annotators = _as_annotators(prediction, annotators)
+    components = connected_components(prediction)
+    per_annotator = []
+    for gt in annotators:
+        ious, _ = best_iou_per_segment(components, gt)
+        per_annotator.append((float(ious.sum()), int(ious.size)))
+    terms = {}
+    for mode in MODES:
+        selected = {id(gt) for gt in select_annotators(annotators, mode)}
+        chosen = [t for gt, t in zip(annotators, per_annotator, strict=True) if id(gt) in selected]
+        terms[mode] = (sum(t[0] for t in chosen), sum(t[1] for t in chosen))
+    return terms
+
+
 def bsds_miou(
     predictions: Sequence[np.ndarray],
     ground_truths: Sequence[Sequence[np.ndarray]],

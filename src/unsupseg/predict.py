@@ -342,6 +342,7 @@ def run_predict(args: argparse.Namespace) -> int:
     failures = failures if rank == 0 else []
     n_inputs = len(mine) + len(failures)
     done = 0
+    seconds: list[float] = []
     bar = tqdm(
         total=len(mine),
         desc=f"images (rank {rank})" if world > 1 else "images",
@@ -405,6 +406,15 @@ def run_predict(args: argparse.Namespace) -> int:
                 log.error("failed: %s", exc)
             else:
                 done += 1
+                seconds.append(result.seconds)
             bar.update(1)
     bar.close()
+    if seconds:
+        log.info(
+            "segmentation time per image (forward pass, refinement and fine-tuning; reading "
+            "and writing excluded): mean %.3f s, median %.3f s over %d images",
+            float(np.mean(seconds)),
+            float(np.median(seconds)),
+            len(seconds),
+        )
     return finish_run(done, n_inputs, args.out, failures)

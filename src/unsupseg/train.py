@@ -387,6 +387,20 @@ def _first(dataset: ImageDataset, limit: int | None) -> ImageDataset:
     return SubsetDataset(dataset, range(limit), dataset.split)
 
 
+def split_holdout(dataset: ImageDataset) -> tuple[ImageDataset, ImageDataset]:
+    """MSRC-v2's training and held-out validation images when it has no split files:
+    every :data:`MSRC_HOLDOUT_EVERY`-th image (ids in manifest order, from the first) is
+    held out; training keeps the others. ``unsupseg evaluate --split holdout`` scores the
+    same held-out images."""
+    every = MSRC_HOLDOUT_EVERY
+    held = [i for i in range(len(dataset)) if i % every == 0]
+    kept = [i for i in range(len(dataset)) if i % every != 0]
+    return (
+        SubsetDataset(dataset, kept, f"{dataset.split}-holdout-train"),
+        SubsetDataset(dataset, held, f"{dataset.split}-holdout-val"),
+    )
+
+
 def open_training_sets(
     settings: TrainSettings,
 ) -> tuple[ImageDataset, ImageDataset | None, str]:
@@ -413,14 +427,10 @@ def open_training_sets(
                 val = open_dataset(name, root, "val", size)
                 description = f"{name} split 'val'"
             elif name == "msrc":
-                every = MSRC_HOLDOUT_EVERY
-                held = [i for i in range(len(train)) if i % every == 0]
-                kept = [i for i in range(len(train)) if i % every != 0]
-                val = SubsetDataset(train, held, f"{train.split}-holdout-val")
-                train = SubsetDataset(train, kept, f"{train.split}-holdout-train")
+                train, val = split_holdout(train)
                 description = (
-                    f"every {every}th image of {name} '{settings.split}' ({len(val)} images, "
-                    f"held out of training, which keeps {len(train)})"
+                    f"every {MSRC_HOLDOUT_EVERY}th image of {name} '{settings.split}' "
+                    f"({len(val)} images, held out of training, which keeps {len(train)})"
                 )
             else:
                 raise TrainError("--val-split holdout is only defined for msrc")
