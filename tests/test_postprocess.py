@@ -268,6 +268,11 @@ def test_command_end_to_end_and_resume(tmp_path, capsys):
         scores.pop("seconds_per_image"), resumed[name].pop("seconds_per_image")
         assert resumed[name] == scores
 
+    # a shorter --limit scores the first image only and keeps the others' rows
+    assert main([*argv[:-3], "--limit", "1", "--out", str(out), "--quiet"]) == 0
+    assert len(_csv(out / "per_image.csv")) == 12
+    assert json.loads((out / "summary.json").read_text())["n_images"] == 1
+
     # other settings in the same folder are refused
     assert main([*argv[:-3], "--seed", "3", "--out", str(out), "--quiet"]) == 2
 

@@ -756,16 +756,15 @@ def run_postprocess(args: argparse.Namespace) -> int:
     n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     ids = [dataset.image_id(i) for i in range(n)]
     names = ["none", *(s.name for s in settings)]
-    rows_by_id = {
-        image_id: done[image_id]
-        for image_id in ids
-        if image_id in done
-        and sorted(r["setting"] for r in done[image_id] if not r.get("error")) == sorted(names)
+    # Keep every image scored in full (beyond --limit too); redo the others.
+    complete = {
+        image_id: rows
+        for image_id, rows in done.items()
+        if sorted(r["setting"] for r in rows if not r.get("error")) == sorted(names)
     }
-    if len(rows_by_id) != sum(1 for image_id in done if image_id in ids) or any(
-        image_id not in ids for image_id in done
-    ):
-        _write_csv(csv_path, columns, [r for v in rows_by_id.values() for r in v])
+    if len(complete) != len(done):
+        _write_csv(csv_path, columns, [r for rows in complete.values() for r in rows])
+    rows_by_id = {image_id: complete[image_id] for image_id in ids if image_id in complete}
     todo = [i for i in range(n) if ids[i] not in rows_by_id]
     if rows_by_id:
         log.info("%s: %d images already processed, %d to go", csv_path, len(rows_by_id), len(todo))
