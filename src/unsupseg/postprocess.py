@@ -56,7 +56,24 @@ from scipy import sparse
 from tqdm import tqdm
 
 from unsupseg import metrics
-from unsupseg.io import as_rgb_float, atomic_directory, atomic_file, save_label_png, write_json
+from unsupseg.evaluate import (
+    COLUMNS,
+    EvaluateError,
+    _format,
+    _n_segments,
+    _predictor,
+    _read_rows,
+    _write_rows,
+    add_dataset_arguments,
+    open_scored_dataset,
+    score_bsds,
+    score_class_map,
+    scored_classes,
+    scoring_kind,
+    summarise,
+)
+from unsupseg.evaluate import INDICES as EVALUATED_INDICES
+from unsupseg.io import as_rgb_float, atomic_directory, save_label_png, write_json
 
 log = logging.getLogger("unsupseg")
 
@@ -328,8 +345,6 @@ def _setting_row(
     n_classes: int | None,
     n_samples: int,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    from unsupseg.evaluate import score_bsds, score_class_map
-
     started = time.perf_counter()
     if setting is None:
         merged = np.asarray(labels, dtype=np.int64)
@@ -344,7 +359,7 @@ def _setting_row(
             metrics.internal_indices(as_rgb_float(image), merged, n_samples=n_samples, seed=seed)
         )
     row["n_labels"] = int(np.unique(merged).size)
-    row["n_segments"] = int(metrics.connected_components(merged).max()) + 1
+    row["n_segments"] = _n_segments(merged)
     row["seconds"] = seconds
     if truth is not None:
         if n_classes is None:
@@ -494,17 +509,13 @@ CSV_BASE = [
 
 
 def _columns(kind: str) -> list[str]:
-    from unsupseg.evaluate import COLUMNS, INDICES
-
     extra = COLUMNS[kind] if kind != "internal" else []
-    skip = {"id", "n_labels", "n_segments", "seconds", "error", *INDICES}
+    skip = {"id", "n_labels", "n_segments", "seconds", "error", *EVALUATED_INDICES}
     return [*CSV_BASE, *(c for c in extra if c not in skip), "error"]
 
 
 def add_postprocess_parser(commands: argparse._SubParsersAction, number: Callable) -> None:
     """Add the ``postprocess`` command to ``commands``."""
-    from unsupseg.evaluate import add_dataset_arguments
-
     parser = commands.add_parser(
         "postprocess",
         help="merge noisy segments with seven clusterers and pick the best",
@@ -610,28 +621,12 @@ def summarise_settings(
     rows: list[dict[str, Any]], kind: str, n_classes: int | None
 ) -> dict[str, Any]:
     """Dataset figures of one setting's rows (as read back from ``per_image.csv``):
-    the mean internal indices, and the ground-truth scores of
-    :func:`unsupseg.evaluate.summarise` where the data set has ground truth."""
-    from unsupseg.evaluate import summarise
-
-    good = [row for row in rows if not row.get("error")]
-    summary: dict[str, Any] = {"n_images": len(good)}
-    for index in INDICES:
-        values = np.array([_float(row.get(index)) for row in good])
-        finite = values[np.isfinite(values)]
-        summary[index] = float(finite.mean()) if finite.size else math.nan
-    if kind == "internal":
-        for key, column in (
-            ("mean_labels", "n_labels"),
-            ("mean_segments", "n_segments"),
-            ("seconds_per_image", "seconds"),
-        ):
-            values = np.array([_float(row.get(column)) for row in good])
-            summary[key] = float(values.mean()) if values.size else math.nan
-    else:
-        scores = summarise(good, n_classes, kind)
-        scores.pop("n_images")
-        summary.update(scores)
+    :func:`unsupseg.evaluate.summarise` of the data set's kind, with the mean internal
+    indices (over the images where they are defined) added for ground-truth kinds."""
+    summary = summarise(rows, n_classes, kind)
+    if kind != "internal":
+        internal = summarise(rows, None, "internal")
+        summary.update({name: internal[name] for name in EVALUATED_INDICES})
     return summary
 
 
@@ -688,13 +683,6 @@ def run_postprocess(args: argparse.Namespace) -> int:
     """Run ``unsupseg postprocess``: 0 when every image was processed, 1 when some
     failed, 2 on bad usage."""
     from unsupseg.data import DatasetError
-    from unsupseg.evaluate import (
-        EvaluateError,
-        _predictor,
-        open_scored_dataset,
-        scored_classes,
-        scoring_kind,
-    )
     from unsupseg.train import TrainError
 
     args.method = None
@@ -763,7 +751,7 @@ def run_postprocess(args: argparse.Namespace) -> int:
         if sorted(r["setting"] for r in rows if not r.get("error")) == sorted(names)
     }
     if len(complete) != len(done):
-        _write_csv(csv_path, columns, [r for rows in complete.values() for r in rows])
+        _write_rows(csv_path, columns, [r for rows in complete.values() for r in rows])
     rows_by_id = {image_id: complete[image_id] for image_id in ids if image_id in complete}
     todo = [i for i in range(n) if ids[i] not in rows_by_id]
     if rows_by_id:
@@ -787,7 +775,7 @@ def run_postprocess(args: argparse.Namespace) -> int:
         unit="img",
         disable=args.quiet,
     ):
-        cells = [{k: _cell(row.get(k)) for k in columns} | {"id": image_id} for row in rows]
+        cells = [{k: _format(row.get(k)) for k in columns} | {"id": image_id} for row in rows]
         _append_csv(csv_path, columns, cells)
         errors = [row for row in rows if row.get("error")]
         if errors:
@@ -896,30 +884,12 @@ def run_postprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return repr(value)
-    return "" if value is None else value
-
-
 def _read_csv(path: Path, columns: list[str]) -> dict[str, list[dict[str, str]]]:
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is not None and list(reader.fieldnames) != columns:
-            raise ValueError(f"{path} has other columns; choose another --out")
-        rows: dict[str, list[dict[str, str]]] = {}
-        for row in reader:
-            rows.setdefault(row["id"], []).append(row)
+    """The rows of ``per_image.csv`` by image id."""
+    rows: dict[str, list[dict[str, str]]] = {}
+    for row in _read_rows(path, columns):
+        rows.setdefault(row["id"], []).append(row)
     return rows
-
-
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    with atomic_file(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _append_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
