@@ -693,7 +693,7 @@ def test_checkpoint_rows_are_predict_batch_scored(tmp_path, checkpoint, one_thre
 
 
 def test_per_image_rows_are_segment_scored(tmp_path, one_thread):
-    from unsupseg.segment import segment
+    from unsupseg.per_image import segment
 
     truths = hand_bsds(tmp_path / "bsds")
     dataset = open_dataset("bsds500", tmp_path / "bsds", "val", image_size="native")

@@ -1,33 +1,90 @@
-"""unsupseg: unsupervised image segmentation by backpropagation with SLIC refinement."""
+"""unsupseg: unsupervised image segmentation by backpropagation with SLIC refinement.
+
+The public API, importable from ``unsupseg`` itself; each name is loaded from its module
+on first use, so ``import unsupseg`` is quick and loads torch only when a name that
+needs it is used:
+
+==========================  ===========================================================
+``segment``                 one image by per-image optimisation (Kanezaki 2018, TIP 2020)
+``load_checkpoint``         a trained model and its record
+``predict``,                one or many images in one forward pass of a trained model
+``predict_batch``
+``TrainConfig``, ``train``  one network trained on a whole data set
+``evaluate_dataset``        score a method, a checkpoint or saved label maps on a data set
+``postprocess_dataset``     merge segments with seven clusterers, scored and chosen
+``stability``               unique labels per image over training, grouped across runs
+``build_report``            one Markdown and one HTML report of runs and evaluations
+==========================  ===========================================================
+"""
 
 import os
 
 # Large CPU tensors on transparent huge pages: every response map of a photo is a fresh
 # tens-of-MB allocation, and faulting it in 4 KiB pages costs more than the arithmetic of
-# a ReLU or BatchNorm (see `unsupseg bench segment`). PyTorch reads this once, at its
-# first allocation, so it only takes effect when unsupseg is imported before torch.
-# Set THP_MEM_ALLOC_ENABLE=0 to opt out.
+# a ReLU or BatchNorm (see `unsupseg bench segment`). PyTorch reads this variable once,
+# at its first allocation, so it must be set here, before anything imports torch; it is
+# the one piece of global state the package sets at import. THP_MEM_ALLOC_ENABLE=0 opts
+# out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from importlib.metadata import PackageNotFoundError, version  # noqa: E402
+from importlib import import_module  # noqa: E402
+from typing import Any  # noqa: E402
 
-from unsupseg.io import as_rgb_float, read_image  # noqa: E402
-from unsupseg.refine import refine_by_label_slic, refine_by_superpixel_vote  # noqa: E402
-from unsupseg.segment import SegmentationResult, segment  # noqa: E402
-from unsupseg.superpixels import slic_superpixels  # noqa: E402
+from unsupseg.errors import (  # noqa: E402
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    ImageReadError,
+    RunFolderError,
+    UnsupsegError,
+)
+from unsupseg.version import __version__  # noqa: E402
 
-try:
-    __version__ = version("unsupseg")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "segment": "unsupseg.per_image",
+    "SegmentationResult": "unsupseg.per_image",
+    "read_image": "unsupseg.io",
+    "read_scribble": "unsupseg.io",
+    "as_rgb_float": "unsupseg.io",
+    "slic_superpixels": "unsupseg.superpixels",
+    "refine_by_superpixel_vote": "unsupseg.refine",
+    "refine_by_label_slic": "unsupseg.refine",
+    "load_checkpoint": "unsupseg.models.checkpoint",
+    "Checkpoint": "unsupseg.models.checkpoint",
+    "CheckpointInfo": "unsupseg.models.checkpoint",
+    "predict": "unsupseg.inference",
+    "predict_batch": "unsupseg.inference",
+    "TrainConfig": "unsupseg.training",
+    "TrainResult": "unsupseg.training",
+    "train": "unsupseg.training",
+    "evaluate_dataset": "unsupseg.evaluation",
+    "Evaluation": "unsupseg.evaluation",
+    "postprocess_dataset": "unsupseg.postprocess",
+    "stability": "unsupseg.analysis",
+    "build_report": "unsupseg.report",
+}
 
 __all__ = [
-    "SegmentationResult",
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "ImageReadError",
+    "RunFolderError",
+    "UnsupsegError",
     "__version__",
-    "as_rgb_float",
-    "read_image",
-    "refine_by_label_slic",
-    "refine_by_superpixel_vote",
-    "segment",
-    "slic_superpixels",
+    *_EXPORTS,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'unsupseg' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -28,9 +28,9 @@ from skimage.transform import resize
 from unsupseg.device import resolve_device
 from unsupseg.io import as_rgb_float, read_image, write_json
 from unsupseg.models.kanezaki import KanezakiNet
+from unsupseg.per_image import segment
 from unsupseg.refine import refine_by_superpixel_vote
 from unsupseg.samples import sample_image
-from unsupseg.segment import segment
 from unsupseg.superpixels import slic_superpixels
 
 log = logging.getLogger("unsupseg")
@@ -271,7 +271,7 @@ def _unsupseg_step_factory(
     channels_last: bool = False,
     autocast: torch.dtype | None = None,
 ) -> Callable:
-    """One iteration as :func:`unsupseg.segment` does it, with optional variants."""
+    """One iteration as :func:`unsupseg.per_image` does it, with optional variants."""
     torch.manual_seed(0)
     model = KanezakiNet(q=q, n_conv=2).to(x.device)
     if channels_last:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from unsupseg.errors import ConfigError
+
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """Return ``device``, or CUDA when available and CPU otherwise when it is None.
 
     Raises
     ------
-    ValueError
+    ConfigError
         If CUDA is asked for on a machine without it, or the name is not a device.
     """
     if device is None or device == "auto":
@@ -18,9 +20,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(
+        raise ConfigError(
             f"unknown device {device!r} (use 'cpu', 'cuda', 'cuda:N' or 'auto')"
         ) from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here")
     return resolved

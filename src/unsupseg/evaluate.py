@@ -48,8 +48,9 @@ from tqdm import tqdm
 
 from unsupseg import metrics
 from unsupseg.baselines import BASELINES
-from unsupseg.data.base import DatasetError, ImageDataset, Size, file_image_shape, read_rgb_uint8
+from unsupseg.data.base import ImageDataset, Size, file_image_shape, read_rgb_uint8
 from unsupseg.data.datasets import VOID, BSDS500Dataset, FolderDataset, _read_class_map
+from unsupseg.errors import DatasetError
 from unsupseg.io import atomic_file, find_images, read_label_png, resize_nearest, write_json
 
 log = logging.getLogger("unsupseg")
@@ -748,7 +749,7 @@ def _predictor(args: argparse.Namespace, class_maps: bool) -> Callable[[Any, int
 
         return trained
     if args.method == "per-image":
-        from unsupseg.segment import segment
+        from unsupseg.per_image import segment
 
         def optimised(dataset: Any, index: int) -> np.ndarray:
             return segment(

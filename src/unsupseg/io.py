@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from unsupseg.errors import ImageReadError
+
 #: File suffixes treated as images when a folder is given.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
 
@@ -27,10 +29,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".g
 #: optimisation keeps several (q, H, W) float tensors alive; at q=100 each one of this
 #: size is 1.7 GB.
 MAX_PIXELS = 2048 * 2048
-
-
-class ImageReadError(ValueError):
-    """An input file is missing, is not an image, or cannot be decoded."""
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -204,6 +202,27 @@ def read_label_png(path: str | os.PathLike) -> np.ndarray:
     """Read a label PNG written by :func:`save_label_png` as int64 ids."""
     with Image.open(path) as img:
         return np.asarray(img).astype(np.int64)
+
+
+def read_scribble(path: str | os.PathLike) -> np.ndarray:
+    """Read a scribble image: class ids where the user scribbled, 255 elsewhere.
+
+    An 8-bit grayscale, palette or 16-bit PNG is read as its values; any other mode is
+    converted to 8-bit grayscale first.
+
+    Raises
+    ------
+    ImageReadError
+        When the file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such scribble file")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L") if img.mode not in ("L", "P", "I;16") else img)
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read the scribble image ({exc})") from None
 
 
 @contextlib.contextmanager

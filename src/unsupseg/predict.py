@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from unsupseg.data.base import resize_image, to_uint8_rgb
 from unsupseg.data.cache import default_slic_params
 from unsupseg.io import MAX_PIXELS, ImageReadError, as_rgb_float, resize_nearest, to_uint8
+from unsupseg.per_image import SegmentationResult, number_consecutively, optimise_on_image
 from unsupseg.refine import refine_by_superpixel_vote
-from unsupseg.segment import SegmentationResult, number_consecutively, optimise_on_image
 from unsupseg.superpixels import slic_superpixels
 
 log = logging.getLogger("unsupseg")
@@ -322,7 +322,7 @@ def _rank_and_world() -> tuple[int, int, int]:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from unsupseg.cli import collect_jobs, finish_run, unique_name
+    from unsupseg.cli.common import collect_jobs, finish_run, unique_name
     from unsupseg.outputs import write_image_outputs
     from unsupseg.train import load_trained_model
 

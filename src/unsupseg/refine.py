@@ -105,3 +105,35 @@ def refine_by_label_slic(
             start_label=0,
         )
     return torch.from_numpy(out).to(labels.device).view(labels.shape)
+
+
+def majority_labels(regions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Give every pixel of a region the label that covers most of that region (numpy).
+
+    The array counterpart of :func:`refine_by_superpixel_vote`, for label maps that are
+    not tensors: post-processing gives each merged cluster the network channel that
+    wins most of its pixels, and evaluation recovers channel ids from consecutively
+    numbered labels, both so that ids mean the same across images (the Hungarian
+    protocol needs it).
+
+    Parameters
+    ----------
+    regions : ndarray of int, shape (H, W)
+        Region ids from 0 (need not be consecutive).
+    labels : ndarray of int, shape (H, W)
+        Labels from 0.
+
+    Returns
+    -------
+    ndarray of int64, shape (H, W)
+        Ties go to the smallest label, as in :func:`refine_by_superpixel_vote`.
+    """
+    regions = np.asarray(regions, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if regions.shape != labels.shape:
+        raise ValueError(f"regions {regions.shape} and labels {labels.shape} differ in shape")
+    flat = regions.ravel()
+    q = int(labels.max()) + 1
+    n = int(flat.max()) + 1
+    votes = np.bincount(flat * q + labels.ravel(), minlength=n * q).reshape(n, q)
+    return votes.argmax(axis=1)[flat].reshape(labels.shape)

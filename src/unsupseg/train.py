@@ -1187,7 +1187,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def build_train_parser() -> argparse.ArgumentParser:
     """A parser for ``train`` alone (``python -m unsupseg.train``, torchrun)."""
-    from unsupseg.cli import _number
+    from unsupseg.cli.common import number as _number
 
     parser = argparse.ArgumentParser(prog="unsupseg")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -1,19 +1,23 @@
-"""Pictures of label maps: one fixed palette, colour renderings, overlays and panels."""
+"""Pictures of label maps: one fixed palette, colour renderings, overlays and panels.
+
+Figures are :class:`matplotlib.figure.Figure` objects made by :func:`new_figure`, not
+pyplot figures: they need no backend, so importing this module changes no global state
+and saving works with or without a display, in any thread.
+"""
 
 from __future__ import annotations
 
 import colorsys
 import os
 from functools import lru_cache
+from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from skimage.segmentation import mark_boundaries
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from skimage.segmentation import mark_boundaries  # noqa: E402
-
-from unsupseg.io import atomic_file  # noqa: E402
+from unsupseg.io import atomic_file
 
 #: Number of distinct colours; label ids beyond it wrap around.
 PALETTE_SIZE = 4096
@@ -28,7 +32,7 @@ def palette() -> np.ndarray:
     alternating saturation and value, so neighbouring ids never look alike. It does not
     depend on any random state: label k has the same colour in every output.
     """
-    tab20 = (np.array(plt.get_cmap("tab20").colors) * 255).round().astype(np.uint8)
+    tab20 = (np.array(matplotlib.colormaps["tab20"].colors) * 255).round().astype(np.uint8)
     colours = [tab20[[*range(0, 20, 2), *range(1, 20, 2)]]]
     extra = []
     for index in range(PALETTE_SIZE - 20):
@@ -64,7 +68,7 @@ def save_panel(
     panels : list of (title, image)
         Each image is (H, W, 3) uint8 or a (H, W) label map, drawn in the palette.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    fig, axes = new_figure(1, len(panels), figsize=(3.2 * len(panels), 3.2))
     for axis, (name, picture) in zip(axes[0], panels, strict=True):
         axis.imshow(colorize(picture) if picture.ndim == 2 else picture, interpolation="nearest")
         axis.set_title(name, fontsize=10)
@@ -75,10 +79,21 @@ def save_panel(
     save_figure(fig, path)
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
-    """Save a matplotlib figure atomically and close it."""
-    try:
-        with atomic_file(path, "wb") as handle:
-            fig.savefig(handle, format=os.path.splitext(str(path))[1][1:] or "png", dpi=100)
-    finally:
-        plt.close(fig)
+def new_figure(
+    rows: int = 1, cols: int = 1, *, figsize: tuple[float, float], squeeze: bool = False
+) -> tuple[Figure, Any]:
+    """A figure and its grid of axes, as ``pyplot.subplots`` but without pyplot.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    axes : ndarray of Axes, shape (rows, cols) (or one Axes with ``squeeze`` and 1x1)
+    """
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=squeeze)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Save a figure atomically (the format from the file suffix, PNG by default)."""
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format=os.path.splitext(str(path))[1][1:] or "png", dpi=100)

@@ -6,7 +6,7 @@ once; a :class:`TrainingDataset` pairs them into augmented torch items, batched 
 :func:`collate`.
 """
 
-from unsupseg.data.base import DatasetError, ImageDataset
+from unsupseg.data.base import ImageDataset
 from unsupseg.data.cache import SuperpixelCache, default_cache_dir, default_slic_params
 from unsupseg.data.datasets import (
     DATASETS,
@@ -19,9 +19,19 @@ from unsupseg.data.datasets import (
     open_dataset,
     read_bsds_ground_truth,
 )
+from unsupseg.data.locate import DATA_FOLDERS, DATA_LAYOUTS, default_data_root
+from unsupseg.data.subsets import HOLDOUT_EVERY, SubsetDataset, first_images, split_holdout
 from unsupseg.data.training import TrainingDataset, collate, crop_and_flip
+from unsupseg.errors import DatasetError
 
 __all__ = [
+    "DATA_FOLDERS",
+    "DATA_LAYOUTS",
+    "HOLDOUT_EVERY",
+    "SubsetDataset",
+    "default_data_root",
+    "first_images",
+    "split_holdout",
     "DATASETS",
     "BSDS500Dataset",
     "CIFAR10Dataset",

@@ -16,12 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unsupseg.io import ImageReadError, as_rgb_float, read_image, resize_nearest, to_uint8
-
-
-class DatasetError(ValueError):
-    """A data set is missing, incomplete or not in the expected on-disk layout."""
-
+from unsupseg.errors import ImageReadError
+from unsupseg.io import as_rgb_float, read_image, resize_nearest, to_uint8
 
 #: An image size ``(height, width)`` in pixels.
 Size = tuple[int, int]

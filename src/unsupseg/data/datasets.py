@@ -28,13 +28,13 @@ import scipy.io
 from PIL import Image
 
 from unsupseg.data.base import (
-    DatasetError,
     ImageDataset,
     Size,
     file_image_shape,
     parse_image_size,
     read_rgb_uint8,
 )
+from unsupseg.errors import DatasetError
 from unsupseg.io import find_images
 
 __all__ = [

@@ -22,20 +22,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from skimage.transform import resize
 from tqdm.auto import tqdm
 
+from unsupseg.algorithm import UNLABELLED, Refinement, self_training_loss, tip2020_loss
 from unsupseg.device import resolve_device
 from unsupseg.io import MAX_PIXELS, as_rgb_float, resize_nearest
 from unsupseg.models.kanezaki import KanezakiNet
-from unsupseg.refine import refine_by_superpixel_vote
 from unsupseg.superpixels import slic_superpixels
 
 METHODS = ("kanezaki2018", "tip2020")
 
-#: Scribble value meaning "no scribble here" (as in the TIP 2020 code).
-UNLABELLED = 255
+#: What the losses of :mod:`unsupseg.algorithm` return: loss, argmax, target.
+StepLosses = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass
@@ -219,19 +218,24 @@ def segment(
     net.to(dev).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
 
-    def targets_and_loss(
-        response: torch.Tensor, argmax: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if method == "kanezaki2018":
-            target = refine_by_superpixel_vote(argmax, superpixels_t, q)
-            return target, F.cross_entropy(response, target)
-        return argmax, _tip2020_loss(response, argmax, scribble_t, mu, scribble_weight)
+    if method == "kanezaki2018":
+        refinement = Refinement(q=q)
+
+        def loss_fn(response: torch.Tensor) -> StepLosses:
+            return self_training_loss(response, superpixels_t, refinement)
+
+    else:
+
+        def loss_fn(response: torch.Tensor) -> StepLosses:
+            return tip2020_loss(
+                response, mu=mu, scribble=scribble_t, scribble_weight=scribble_weight
+            )
 
     trace = optimise_on_image(
         net,
         optimizer,
         x,
-        targets_and_loss,
+        loss_fn,
         q=q,
         max_iter=max_iter,
         min_labels=min_labels,
@@ -295,7 +299,7 @@ def optimise_on_image(
     forward: Callable[[torch.Tensor], torch.Tensor],
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
-    targets_and_loss: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor], StepLosses],
     *,
     q: int,
     max_iter: int,
@@ -304,10 +308,11 @@ def optimise_on_image(
 ) -> OptimisationTrace:
     """Optimise ``forward``'s parameters on one image against its own (refined) argmax.
 
-    Each iteration: ``response = forward(x)``, ``argmax = response.argmax(1)``,
-    ``target, loss = targets_and_loss(response, argmax)``, one optimiser step; stop
-    after ``max_iter`` iterations or once the argmax holds at most ``min_labels`` labels.
-    Used by :func:`segment` and by per-image fine-tuning of a trained model.
+    Each iteration: ``response = forward(x)``, ``loss, argmax, target =
+    loss_fn(response)`` (one of :mod:`unsupseg.algorithm`'s losses), one optimiser
+    step; stop after ``max_iter`` iterations or once the argmax holds at most
+    ``min_labels`` labels. Used by :func:`segment` and by per-image fine-tuning of a
+    trained model (:func:`unsupseg.inference.predict_batch`).
     """
     n_labels_history: list[int] = []
     loss_history: list[float] = []
@@ -317,8 +322,7 @@ def optimise_on_image(
         step_started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         response = forward(x)
-        argmax = response.detach().argmax(dim=1)
-        target, loss = targets_and_loss(response, argmax)
+        loss, argmax, target = loss_fn(response)
         loss.backward()
         optimizer.step()
 
@@ -339,28 +343,6 @@ def optimise_on_image(
         loss_history=loss_history,
         iteration_seconds=iteration_seconds,
     )
-
-
-def _tip2020_loss(
-    response: torch.Tensor,
-    argmax: torch.Tensor,
-    scribble: torch.Tensor | None,
-    mu: float,
-    scribble_weight: float,
-) -> torch.Tensor:
-    """Similarity CE on the argmax + mu x continuity (+ scribble CE), as TIP 2020."""
-    continuity = (response[:, :, 1:, :] - response[:, :, :-1, :]).abs().mean() + (
-        response[:, :, :, 1:] - response[:, :, :, :-1]
-    ).abs().mean()
-    if scribble is None:
-        return F.cross_entropy(response, argmax) + mu * continuity
-    scribbled = scribble != UNLABELLED
-    similarity_target = argmax.masked_fill(scribbled, -100)
-    scribble_target = scribble.masked_fill(~scribbled, -100)
-    loss = mu * continuity
-    if not bool(scribbled.all()):
-        loss = loss + F.cross_entropy(response, similarity_target, ignore_index=-100)
-    return loss + scribble_weight * F.cross_entropy(response, scribble_target, ignore_index=-100)
 
 
 def _prepare_scribble(

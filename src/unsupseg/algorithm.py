@@ -1,0 +1,160 @@
+"""The method in one place: forward, argmax, refine, loss.
+
+Every optimisation in unsupseg, per-image (:mod:`unsupseg.per_image`), fine-tuning a
+trained model (:mod:`unsupseg.inference`), dataset-level training
+(:mod:`unsupseg.training`) and the speed benchmark, computes its loss here::
+
+    response = model(x)                              # r: (B, q, H, W)
+    argmax = response.argmax(1)                      # c: (B, H, W), no gradient
+    target = refine(argmax, superpixels)             # superpixel vote or label-SLIC
+    target[superpixels < 0] = IGNORE_INDEX           # padding takes no part
+    loss = cross_entropy(response, target)
+
+(Kanezaki, ICASSP 2018, and the thesis' label-SLIC.) The TIP 2020 variant takes the
+argmax itself as the target and adds a spatial continuity term (:func:`continuity_loss`),
+optionally with scribbles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from unsupseg.refine import REFINEMENTS, refine_by_label_slic, refine_by_superpixel_vote
+
+__all__ = [
+    "IGNORE_INDEX",
+    "LABEL_SLIC_COMPACTNESS",
+    "LABEL_SLIC_SEGMENTS",
+    "UNLABELLED",
+    "Refinement",
+    "continuity_loss",
+    "self_training_loss",
+    "tip2020_loss",
+]
+
+#: Target value of pixels that take no part in a loss (padding, unscribbled pixels).
+IGNORE_INDEX = -100
+#: Default SLIC parameters of the ``label-slic`` refinement (the thesis code's).
+LABEL_SLIC_SEGMENTS = 7
+LABEL_SLIC_COMPACTNESS = 1e-4
+#: Scribble value meaning "no scribble here" (as in the TIP 2020 code).
+UNLABELLED = 255
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """How an argmax becomes a target.
+
+    Parameters
+    ----------
+    q : int
+        The number of labels (the network's output channels).
+    method : {"superpixel-vote", "label-slic"}
+        ``superpixel-vote``: every pixel takes its SLIC superpixel's majority label
+        (Kanezaki 2018). ``label-slic``: SLIC run on the argmax label map itself (the
+        thesis code); its segment ids are taken modulo ``q``, since SLIC may return
+        more segments than asked for.
+    label_slic_segments, label_slic_compactness : int, float
+        SLIC parameters of ``label-slic``.
+    """
+
+    q: int
+    method: str = "superpixel-vote"
+    label_slic_segments: int = LABEL_SLIC_SEGMENTS
+    label_slic_compactness: float = LABEL_SLIC_COMPACTNESS
+
+    def __post_init__(self) -> None:
+        if self.method not in REFINEMENTS:
+            raise ValueError(
+                f"refine must be one of {', '.join(REFINEMENTS)}; got {self.method!r}"
+            )
+
+    @torch.no_grad()
+    def __call__(self, argmax: torch.Tensor, superpixels: torch.Tensor) -> torch.Tensor:
+        """Targets of ``argmax`` (B, H, W); pixels with a negative superpixel id
+        (padding) get :data:`IGNORE_INDEX`."""
+        if self.method == "superpixel-vote":
+            target = refine_by_superpixel_vote(argmax, superpixels, self.q)
+        else:
+            ids = refine_by_label_slic(
+                argmax, self.label_slic_segments, self.label_slic_compactness
+            )
+            target = ids % self.q
+        return target.masked_fill(superpixels < 0, IGNORE_INDEX)
+
+
+def self_training_loss(
+    response: torch.Tensor, superpixels: torch.Tensor, refinement: Refinement
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cross-entropy of a response map against its own refined argmax.
+
+    Parameters
+    ----------
+    response : Tensor, shape (B, q, H, W)
+        The network's response ``r``, with gradient.
+    superpixels : Tensor of int64, shape (B, H, W)
+        SLIC superpixel ids of each image; negative on padding.
+    refinement : Refinement
+
+    Returns
+    -------
+    loss : Tensor
+        Mean cross-entropy over the valid pixels.
+    argmax, target : Tensor of int64, shape (B, H, W)
+        The raw argmax and the refined target (padding :data:`IGNORE_INDEX`).
+    """
+    argmax = response.detach().argmax(dim=1)
+    target = refinement(argmax, superpixels)
+    loss = F.cross_entropy(response.float(), target, ignore_index=IGNORE_INDEX)
+    return loss, argmax, target
+
+
+def continuity_loss(response: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between vertical, plus between horizontal, neighbours
+    of the response map (Kim, Kanezaki and Tanaka, TIP 2020)."""
+    return (response[:, :, 1:, :] - response[:, :, :-1, :]).abs().mean() + (
+        response[:, :, :, 1:] - response[:, :, :, :-1]
+    ).abs().mean()
+
+
+def tip2020_loss(
+    response: torch.Tensor,
+    *,
+    mu: float = 1.0,
+    scribble: torch.Tensor | None = None,
+    scribble_weight: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The TIP 2020 loss: cross-entropy against the argmax plus ``mu`` x continuity,
+    and with scribbles the scribble cross-entropy of weight ``scribble_weight``
+    (scribbled pixels leave the argmax term).
+
+    Parameters
+    ----------
+    response : Tensor, shape (B, q, H, W)
+    mu : float
+        Weight of :func:`continuity_loss`.
+    scribble : Tensor of int64, shape (B, H, W), optional
+        Class ids where the user scribbled, :data:`UNLABELLED` elsewhere.
+    scribble_weight : float
+
+    Returns
+    -------
+    loss, argmax, target : as :func:`self_training_loss` (the target is the argmax).
+    """
+    argmax = response.detach().argmax(dim=1)
+    continuity = continuity_loss(response)
+    if scribble is None:
+        return F.cross_entropy(response, argmax) + mu * continuity, argmax, argmax
+    scribbled = scribble != UNLABELLED
+    loss = mu * continuity
+    if not bool(scribbled.all()):
+        similarity_target = argmax.masked_fill(scribbled, IGNORE_INDEX)
+        loss = loss + F.cross_entropy(response, similarity_target, ignore_index=IGNORE_INDEX)
+    scribble_target = scribble.masked_fill(~scribbled, IGNORE_INDEX)
+    loss = loss + scribble_weight * F.cross_entropy(
+        response, scribble_target, ignore_index=IGNORE_INDEX
+    )
+    return loss, argmax, argmax

@@ -1,0 +1,181 @@
+"""``unsupseg segment``: per-image optimisation of files, folders or the sample photos."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from unsupseg.cli.common import collect_jobs, finish_run, number
+from unsupseg.device import resolve_device
+from unsupseg.io import as_rgb_float, read_scribble
+from unsupseg.outputs import write_image_outputs
+from unsupseg.per_image import METHODS, segment
+from unsupseg.samples import SAMPLE_NAMES
+
+log = logging.getLogger("unsupseg")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``unsupseg segment`` to the subcommands."""
+    parser = commands.add_parser(
+        "segment",
+        help="segment images by per-image optimisation (Kanezaki 2018 / TIP 2020)",
+        description=(
+            "Optimise a fresh network on each image and write its label map, colour "
+            "rendering, boundary overlay, panel figure and a JSON summary into "
+            "OUT/<image name>/. With no input, segments the scikit-image sample photos "
+            f"({', '.join(SAMPLE_NAMES)})."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="IMAGE_OR_FOLDER",
+        help="image files and folders of images (default: the scikit-image sample photos)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("unsupseg-output"), help="output folder")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="kanezaki2018",
+        help="kanezaki2018: SLIC superpixel vote; tip2020: continuity loss",
+    )
+    parser.add_argument(
+        "--q",
+        type=number(int, 2),
+        default=100,
+        help="output channels of the network: the most labels possible",
+    )
+    parser.add_argument(
+        "--n-conv", type=number(int, 1), default=2, help="number of 3x3 convolution blocks"
+    )
+    parser.add_argument(
+        "--lr", type=number(float, 0, exclusive=True), default=0.1, help="SGD learning rate"
+    )
+    parser.add_argument("--momentum", type=number(float, 0), default=0.9, help="SGD momentum")
+    parser.add_argument(
+        "--max-iter", type=number(int, 1), default=1000, help="most optimisation steps per image"
+    )
+    parser.add_argument(
+        "--min-labels",
+        type=number(int, 1),
+        default=None,
+        help="stop when the argmax holds at most this many labels "
+        "(default 3; with --scribble, the number of scribble classes)",
+    )
+    parser.add_argument(
+        "--n-segments",
+        type=number(int, 1),
+        default=10000,
+        help="SLIC superpixels K (kanezaki2018)",
+    )
+    parser.add_argument(
+        "--compactness",
+        type=number(float, 0, exclusive=True),
+        default=100.0,
+        help="SLIC compactness m (kanezaki2018)",
+    )
+    parser.add_argument(
+        "--mu", type=number(float, 0), default=1.0, help="weight of the continuity loss (tip2020)"
+    )
+    parser.add_argument(
+        "--scribble",
+        type=Path,
+        default=None,
+        help="tip2020 with one input image: a label PNG of its size, class "
+        "ids where scribbled and 255 elsewhere",
+    )
+    parser.add_argument(
+        "--scribble-weight",
+        type=number(float, 0),
+        default=0.5,
+        help="weight of the scribble cross-entropy (tip2020)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=number(int, 2),
+        default=None,
+        help="downscale images whose longer side exceeds this many pixels "
+        "(results are upsampled back to the original size)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment every input; 0 when all succeeded, 1 when some failed."""
+    if args.scribble is not None and args.method != "tip2020":
+        log.error("--scribble needs --method tip2020")
+        return 2
+    resolve_device(args.device)
+    jobs, failures = collect_jobs(args.inputs)
+    n_inputs = len(jobs) + len(failures)
+    if args.scribble is not None and len(jobs) != 1:
+        log.error("--scribble needs exactly one input image (got %d)", len(jobs))
+        return 2
+    scribble = None if args.scribble is None else read_scribble(args.scribble)
+    options = dict(
+        method=args.method,
+        q=args.q,
+        n_conv=args.n_conv,
+        lr=args.lr,
+        momentum=args.momentum,
+        max_iter=args.max_iter,
+        min_labels=args.min_labels,
+        n_segments=args.n_segments,
+        compactness=args.compactness,
+        mu=args.mu,
+        scribble=scribble,
+        scribble_weight=args.scribble_weight,
+        max_side=args.max_side,
+        seed=args.seed,
+        device=args.device,
+    )
+    done = 0
+    bar = tqdm(jobs, desc="images", unit="image", disable=args.quiet or len(jobs) < 2)
+    for job in bar:
+        source = job.source
+        bar.set_postfix_str(job.name)
+        try:
+            image = job.load()
+            result = segment(image, return_details=True, progress=not args.quiet, **options)
+            if args.method == "kanezaki2018":
+                panels = [("Argmax output", result.argmax), ("SLIC output", result.labels)]
+            else:
+                panels = [("Argmax output", result.labels)]
+            summary = {
+                "input": source,
+                "height": int(image.shape[0]),
+                "width": int(image.shape[1]),
+                "working_height": result.working_shape[0],
+                "working_width": result.working_shape[1],
+                "iterations": result.n_iterations,
+                "seconds": round(result.seconds, 3),
+                "slic_seconds": round(result.slic_seconds, 3),
+                "parameters": result.params,
+                "n_labels_per_iteration": result.n_labels_history,
+            }
+            folder = write_image_outputs(
+                args.out / job.name, as_rgb_float(image), result.labels, panels, summary
+            )
+        except (ValueError, RuntimeError, MemoryError) as exc:  # reported per image
+            message = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
+            failures.append((source, message))
+            log.error("failed: %s", message)
+            continue
+        done += 1
+        log.info(
+            "%s: %d labels after %d iterations in %.1f s -> %s",
+            source,
+            result.n_labels,
+            result.n_iterations,
+            result.seconds,
+            folder,
+        )
+    return finish_run(done, n_inputs, args.out, failures)
