@@ -1,8 +1,8 @@
-"""``unsupseg evaluate`` and the baselines on tiny data sets in the real on-disk formats."""
+"""Scoring data sets: :func:`unsupseg.evaluation.evaluate_dataset`, the baselines, and
+``unsupseg evaluate`` on tiny data sets in the real on-disk formats."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -15,23 +15,24 @@ import scipy.io
 from PIL import Image
 from test_data import _bsds_struct_cells, _palette_png
 
-from unsupseg import evaluate, metrics
+from unsupseg import baselines, evaluation, metrics
 from unsupseg.baselines import BASELINES
-from unsupseg.cli import _number as number
-from unsupseg.data import open_dataset
-from unsupseg.evaluate import add_evaluate_parser, run_evaluate
+from unsupseg.cli import main
+from unsupseg.data import open_dataset, open_folder
+from unsupseg.data.subsets import split_holdout
+from unsupseg.errors import CheckpointError, ConfigError, DatasetError
+from unsupseg.evaluation import evaluate_dataset, scoring_kind
 
 RNG = np.random.default_rng(7)
 H, W = 20, 30
 
 
-def _run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    add_evaluate_parser(sub, number)
-    args = parser.parse_args(["evaluate", *argv, "--quiet"])
-    assert args.run is run_evaluate
-    return run_evaluate(args)
+def _evaluate(dataset: str, root: Path, out: Path, **options) -> evaluation.Evaluation:
+    return evaluate_dataset(dataset, data_root=root, out=out, **options)
+
+
+def _cli(*argv: str) -> int:
+    return main(["evaluate", *map(str, argv), "--quiet"])
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -128,21 +129,9 @@ def test_kmeans_is_seeded(blocks_image):
 
 def test_blank_hand_computed(tmp_path):
     hand_bsds(tmp_path / "bsds")
-    out, summary_path = tmp_path / "out", tmp_path / "summary.json"
-    assert (
-        _run(
-            "--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"), "--method", "blank",
-            "--out", str(out), "--json", str(summary_path),
-        )
-        == 0
-    )  # fmt: skip
-    summary = json.loads(summary_path.read_text())
-    for key in (
-        "n_images", "miou_all", "miou_fine", "miou_coarse", "covering", "pri", "vi",
-        "boundary_ods", "boundary_ois", "mean_segments",
-    ):  # fmt: skip
-        assert key in summary
-    assert summary["n_images"] == 2
+    result = _evaluate("bsds500", tmp_path / "bsds", tmp_path / "out", method="blank")
+    summary = result.summary
+    assert summary["n_images"] == 2 and summary["n_failed"] == 0 and not result.failures
     # Image 1: halves (IoU 0.5, 0.5) and whole (1); image 2: quadrants (0.25 x 4).
     assert summary["miou_all"] == pytest.approx(3 / 7)
     assert summary["miou_fine"] == pytest.approx((0.5 + 0.5 + 1.0) / 6)
@@ -150,7 +139,38 @@ def test_blank_hand_computed(tmp_path):
     assert summary["covering"] == pytest.approx((300 + 600 + 150) / 1800)
     assert summary["mean_segments"] == 1
     assert summary["boundary_ods"] == 0
-    assert [row["id"] for row in _rows(out)] == ["1001", "1002"]
+    assert [row["id"] for row in _rows(tmp_path / "out")] == ["1001", "1002"]
+    # The rows come back as numbers, the CSV keeps every digit.
+    assert [row["id"] for row in result.rows] == ["1001", "1002"]
+    first = result.rows[0]
+    assert (first["n_labels"], first["covering_area"], first["error"]) == (1, 1200, "")
+    assert first["pri"] == float(_rows(tmp_path / "out")[0]["pri"])
+    assert result.csv_path == tmp_path / "out" / "per_image.csv"
+    assert result.source == "blank" and result.title == "bsds500 val: blank (2 images)"
+
+
+def test_command_writes_the_summary_json_and_prints_the_table(tmp_path, capsys):
+    hand_bsds(tmp_path / "bsds")
+    out, summary_path = tmp_path / "out", tmp_path / "summary.json"
+    code = _cli(
+        "--dataset", "bsds500", "--data-root", tmp_path / "bsds", "--method", "blank",
+        "--out", out, "--json", summary_path,
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(summary_path.read_text())
+    for key in (
+        "n_images", "miou_all", "miou_fine", "miou_coarse", "covering", "pri", "vi",
+        "boundary_ods", "boundary_ois", "mean_segments", "mean_labels", "seconds_per_image",
+        "n_failed", "failed", "settings", "per_image_csv",
+    ):  # fmt: skip
+        assert key in summary
+    assert summary["miou_all"] == pytest.approx(3 / 7)
+    assert summary["settings"]["method"] == "blank" and summary["failed"] == []
+    assert summary["per_image_csv"] == str((out / "per_image.csv").resolve())
+    assert json.loads((out / "evaluate.json").read_text()) == summary["settings"]
+    printed = capsys.readouterr().out
+    assert printed.startswith("bsds500 val: blank (2 images)\nmetric")
+    assert "miou_all" in printed and "0.4286" in printed
 
 
 def _save_perfect(folder: Path, truths: dict[str, list[np.ndarray]]) -> None:
@@ -162,20 +182,17 @@ def _save_perfect(folder: Path, truths: dict[str, list[np.ndarray]]) -> None:
 def test_perfect_predictions_score_perfectly(tmp_path):
     truths = one_annotator_bsds(tmp_path / "bsds")
     _save_perfect(tmp_path / "pred", truths)
-    summary_path = tmp_path / "s.json"
-    code = _run(
-        "--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"),
-        "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "out"),
-        "--json", str(summary_path),
-    )  # fmt: skip
-    assert code == 0
-    summary = json.loads(summary_path.read_text())
+    result = _evaluate(
+        "bsds500", tmp_path / "bsds", tmp_path / "out", predictions=tmp_path / "pred"
+    )
+    summary = result.summary
     assert summary["n_images"] == 3
     assert summary["covering"] == pytest.approx(1.0)
     assert summary["vi"] == pytest.approx(0.0, abs=1e-9)
     assert summary["pri"] == pytest.approx(1.0)
     assert summary["miou_all"] == pytest.approx(1.0)
     assert summary["boundary_ods"] == pytest.approx(1.0)
+    assert result.source == "predictions-pred"
 
 
 def test_prediction_layouts(tmp_path):
@@ -188,28 +205,20 @@ def test_prediction_layouts(tmp_path):
     save_label_png(pred / "2001.png", truths["2001"][0])
     np.save(pred / "2002" / "labels.npy", truths["2002"][0])
     save_label_png(pred / "2003" / "labels.png", truths["2003"][0])
-    summary_path = tmp_path / "s.json"
-    code = _run(
-        "--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"),
-        "--predictions", str(pred), "--out", str(tmp_path / "out"), "--json", str(summary_path),
-    )  # fmt: skip
-    assert code == 0
-    assert json.loads(summary_path.read_text())["covering"] == pytest.approx(1.0)
+    result = _evaluate("bsds500", tmp_path / "bsds", tmp_path / "out", predictions=pred)
+    assert not result.failures
+    assert result.summary["covering"] == pytest.approx(1.0)
 
 
-def test_missing_and_mismatched_predictions_are_reported(tmp_path, caplog):
+def test_missing_and_mismatched_predictions_are_reported(tmp_path):
     truths = one_annotator_bsds(tmp_path / "bsds")
     pred = tmp_path / "pred"
     _save_perfect(pred, truths)
     (pred / "2002.npy").unlink()
     np.save(pred / "2003.npy", np.zeros((H + 1, W), np.int64))
-    out, summary_path = tmp_path / "out", tmp_path / "s.json"
-    argv = (
-        "--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"),
-        "--predictions", str(pred), "--out", str(out), "--json", str(summary_path),
-    )  # fmt: skip
-    assert _run(*argv) == 1
-    summary = json.loads(summary_path.read_text())
+    out = tmp_path / "out"
+    result = _evaluate("bsds500", tmp_path / "bsds", out, predictions=pred)
+    summary = result.to_json()
     assert summary["n_images"] == 1
     assert summary["n_failed"] == 2
     assert summary["covering"] == pytest.approx(1.0)
@@ -218,13 +227,28 @@ def test_missing_and_mismatched_predictions_are_reported(tmp_path, caplog):
     assert errors["2001"] == ""
     assert "no prediction for 2002" in errors["2002"]
     assert "size" in errors["2003"]
-    assert "2 image(s) failed" in caplog.text
     # Fix one: the failed images are retried, the good one is kept, each id once.
     _save_perfect(pred, {"2002": truths["2002"]})
-    assert _run(*argv) == 1
+    again = _evaluate("bsds500", tmp_path / "bsds", out, predictions=pred)
+    assert [image_id for image_id, _ in again.failures] == ["2003"]
     rows = _rows(out)
     assert sorted(row["id"] for row in rows) == ["2001", "2002", "2003"]
-    assert json.loads(summary_path.read_text())["n_images"] == 2
+    assert again.summary["n_images"] == 2
+
+
+def test_command_exit_code_and_message_when_images_fail(tmp_path, capsys):
+    truths = one_annotator_bsds(tmp_path / "bsds")
+    _save_perfect(tmp_path / "pred", truths)
+    (tmp_path / "pred" / "2002.npy").unlink()
+    summary_path = tmp_path / "s.json"
+    code = _cli(
+        "--dataset", "bsds500", "--data-root", tmp_path / "bsds", "--predictions",
+        tmp_path / "pred", "--out", tmp_path / "out", "--json", summary_path,
+    )  # fmt: skip
+    assert code == 1
+    assert "1 image(s) failed" in capsys.readouterr().err
+    summary = json.loads(summary_path.read_text())
+    assert summary["n_failed"] == 1 and summary["failed"][0]["id"] == "2002"
 
 
 def test_resumable(tmp_path, monkeypatch):
@@ -235,26 +259,28 @@ def test_resumable(tmp_path, monkeypatch):
         calls.append(image.shape)
         return np.zeros(image.shape[:2], np.int64)
 
-    monkeypatch.setitem(evaluate.BASELINES, "blank", counting_blank)
+    monkeypatch.setitem(baselines.BASELINES, "blank", counting_blank)
     out = tmp_path / "out"
-    argv = ("--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"), "--method", "blank")
-    assert _run(*argv, "--out", str(out), "--limit", "1") == 0
+
+    def run(**options):
+        return _evaluate("bsds500", tmp_path / "bsds", out, method="blank", **options)
+
+    run(limit=1)
     assert len(calls) == 1
     first = _rows(out)
     assert [row["id"] for row in first] == ["1001"]
-    assert _run(*argv, "--out", str(out), "--json", str(tmp_path / "s.json")) == 0
+    assert run().summary["miou_all"] == pytest.approx(3 / 7)
     assert len(calls) == 2  # only the second image was computed
     rows = _rows(out)
     assert [row["id"] for row in rows] == ["1001", "1002"]
     assert rows[0] == first[0]
-    assert json.loads((tmp_path / "s.json").read_text())["miou_all"] == pytest.approx(3 / 7)
     # Nothing left: a third run computes nothing and gives the same summary.
-    assert _run(*argv, "--out", str(out)) == 0
+    assert run().summary["miou_all"] == pytest.approx(3 / 7)
     assert len(calls) == 2
     # A row cut short by a killed run is dropped and its image scored again.
     text = (out / "per_image.csv").read_text().splitlines()
     (out / "per_image.csv").write_text("\n".join(text[:-1]) + "\n" + text[-1][:12])
-    assert _run(*argv, "--out", str(out)) == 0
+    run()
     assert len(calls) == 3
 
     def strip(table):
@@ -263,30 +289,48 @@ def test_resumable(tmp_path, monkeypatch):
     assert strip(_rows(out)) == strip(rows)
 
 
-def test_other_settings_in_out_are_refused(tmp_path, caplog):
+def test_other_settings_in_out_are_refused(tmp_path, capsys):
     hand_bsds(tmp_path / "bsds")
-    argv = ("--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"), "--out")
-    assert _run(*argv, str(tmp_path / "out"), "--method", "blank") == 0
-    assert _run(*argv, str(tmp_path / "out"), "--method", "kmeans") == 2
-    assert "other settings (method" in caplog.text
+    out = tmp_path / "out"
+    _evaluate("bsds500", tmp_path / "bsds", out, method="blank")
+    with pytest.raises(ConfigError, match=r"other settings \(method"):
+        _evaluate("bsds500", tmp_path / "bsds", out, method="kmeans")
+    argv = ("--dataset", "bsds500", "--data-root", tmp_path / "bsds", "--out", out)
+    assert _cli(*argv, "--method", "kmeans") == 2
+    assert "other settings (method" in capsys.readouterr().err
+    assert _cli(*argv, "--method", "blank") == 0
 
 
-def test_missing_dataset_is_bad_usage(tmp_path, caplog):
-    code = _run("--dataset", "bsds500", "--data-root", str(tmp_path / "none"), "--method", "blank")
-    assert code == 2
-    assert "BSDS500" in caplog.text or "bsds" in caplog.text.lower()
+def test_invalid_sources_are_config_errors(tmp_path):
+    hand_bsds(tmp_path / "bsds")
+    root, out = tmp_path / "bsds", tmp_path / "out"
+    with pytest.raises(ConfigError, match="exactly one"):
+        _evaluate("bsds500", root, out)
+    with pytest.raises(ConfigError, match="exactly one"):
+        _evaluate("bsds500", root, out, method="blank", predictions=tmp_path)
+    with pytest.raises(ConfigError, match="unknown method"):
+        _evaluate("bsds500", root, out, method="nope")
+    with pytest.raises(ConfigError, match="no such folder"):
+        _evaluate("bsds500", root, out, predictions=tmp_path / "none")
+    with pytest.raises(ConfigError, match="unknown data set"):
+        _evaluate("cifar10", root, out, method="blank")
+    assert not out.exists()  # nothing written on bad usage
+
+
+def test_missing_dataset_is_bad_usage(tmp_path, capsys):
+    with pytest.raises(DatasetError, match="(?i)bsds"):
+        _evaluate("bsds500", tmp_path / "none", tmp_path / "out", method="blank")
+    argv = ("--dataset", "bsds500", "--data-root", tmp_path / "none", "--method", "blank")
+    assert _cli(*argv, "--out", tmp_path / "out") == 2
+    assert "bsds" in capsys.readouterr().err.lower()
 
 
 def test_workers_match_one_process(tmp_path):
     hand_bsds(tmp_path / "bsds")
     results = []
-    for workers in ("1", "2"):
+    for workers in (1, 2):
         out = tmp_path / f"out{workers}"
-        code = _run(
-            "--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"),
-            "--method", "felzenszwalb", "--workers", workers, "--out", str(out),
-        )  # fmt: skip
-        assert code == 0
+        _evaluate("bsds500", tmp_path / "bsds", out, method="felzenszwalb", workers=workers)
         results.append([{k: v for k, v in row.items() if k != "seconds"} for row in _rows(out)])
     assert results[0] == results[1]
 
@@ -303,13 +347,7 @@ def test_msrc_perfect_prediction_hungarian(tmp_path):
         prediction = class_map.astype(np.int64)
         prediction[class_map == 255] = 30  # void: any id, ignored
         np.save(pred / f"{image_id}.npy", prediction)
-    summary_path = tmp_path / "s.json"
-    code = _run(
-        "--dataset", "msrc", "--data-root", str(tmp_path / "msrc"),
-        "--predictions", str(pred), "--out", str(tmp_path / "out"), "--json", str(summary_path),
-    )  # fmt: skip
-    assert code == 0
-    summary = json.loads(summary_path.read_text())
+    summary = _evaluate("msrc", tmp_path / "msrc", tmp_path / "out", predictions=pred).summary
     for key in ("n_images", "miou_per_image", "miou_hungarian", "pixel_accuracy", "mean_segments"):
         assert key in summary
     assert summary["n_images"] == 3
@@ -320,13 +358,7 @@ def test_msrc_perfect_prediction_hungarian(tmp_path):
 
 def test_msrc_blank(tmp_path):
     write_msrc(tmp_path / "msrc")
-    summary_path = tmp_path / "s.json"
-    code = _run(
-        "--dataset", "msrc", "--data-root", str(tmp_path / "msrc"), "--method", "blank",
-        "--out", str(tmp_path / "out"), "--json", str(summary_path),
-    )  # fmt: skip
-    assert code == 0
-    summary = json.loads(summary_path.read_text())
+    summary = _evaluate("msrc", tmp_path / "msrc", tmp_path / "out", method="blank").summary
     # One cluster matched to the largest class, 3 (10 + 15 of 70 labelled columns); the
     # other three classes present (0, 1, 5) score 0.
     assert summary["pixel_accuracy"] == pytest.approx(25 / 70)
@@ -334,22 +366,18 @@ def test_msrc_blank(tmp_path):
 
 
 def test_msrc_holdout_scores_the_images_training_held_out(tmp_path):
-    from unsupseg.train import split_holdout
-
     write_msrc(tmp_path / "msrc")
     for k in range(7):  # 10 images: the holdout is the 1st and the 6th
         for sub in ("images", "labels"):
             source = tmp_path / "msrc" / sub / "2_1_s.png"
             (tmp_path / "msrc" / sub / f"9_{k}_s.png").write_bytes(source.read_bytes())
     out = tmp_path / "out"
-    code = _run(
-        "--dataset", "msrc", "--data-root", str(tmp_path / "msrc"), "--split", "holdout",
-        "--method", "blank", "--out", str(out),
-    )  # fmt: skip
-    assert code == 0
+    result = _evaluate("msrc", tmp_path / "msrc", out, split="holdout", method="blank")
     train, held = split_holdout(open_dataset("msrc", tmp_path / "msrc", "all"))
     assert [row["id"] for row in _rows(out)] == held.ids == ["1_1_s", "9_2_s"]
+    assert [row["id"] for row in result.rows] == held.ids
     assert not set(held.ids) & set(train.ids) and len(train) == 8
+    assert result.settings["split"] == "holdout"
 
 
 # --------------------------------------------------------------------------------------
@@ -399,26 +427,18 @@ def _save_class_maps(folder: Path, maps: dict[str, np.ndarray]) -> None:
 def test_voc2012_perfect_and_blank(tmp_path):
     maps = write_voc(tmp_path / "voc")
     _save_class_maps(tmp_path / "pred", maps)
-    summary_path = tmp_path / "s.json"
-    argv = (
-        "--dataset",
-        "voc2012",
-        "--data-root",
-        str(tmp_path / "voc"),
-        "--json",
-        str(summary_path),
-    )
-    assert _run(*argv, "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "p")) == 0
-    summary = json.loads(summary_path.read_text())
-    assert summary["settings"]["split"] == "val"
+    root = tmp_path / "voc"
+    result = _evaluate("voc2012", root, tmp_path / "p", predictions=tmp_path / "pred")
+    summary = result.summary
+    assert result.settings["split"] == "val"
     assert summary["n_images"] == 2  # the val split; the train-only image is not scored
     assert summary["miou_per_image"] == pytest.approx(1.0)
     assert summary["miou_hungarian"] == pytest.approx(1.0)
     assert summary["pixel_accuracy"] == pytest.approx(1.0)
     assert [row["id"] for row in _rows(tmp_path / "p")] == list(maps)
 
-    assert _run(*argv, "--method", "blank", "--out", str(tmp_path / "b")) == 0
-    summary = json.loads(summary_path.read_text())
+    blank = _evaluate("voc2012", root, tmp_path / "b", method="blank")
+    summary = blank.summary
     # One segment per image: each class region's IoU is its share of the labelled pixels,
     # so an image's IoUs sum to 1: (1 + 1) / (2 + 3 regions). One cluster over the split,
     # matched to background (400 of the 1000 labelled pixels); four classes present.
@@ -436,11 +456,8 @@ def test_voc2012_missing_prediction_is_per_image(tmp_path):
     maps = write_voc(tmp_path / "voc")
     _save_class_maps(tmp_path / "pred", maps)
     (tmp_path / "pred" / "2008_000002.npy").unlink()
-    code = _run(
-        "--dataset", "voc2012", "--data-root", str(tmp_path / "voc"),
-        "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "out"),
-    )  # fmt: skip
-    assert code == 1
+    result = _evaluate("voc2012", tmp_path / "voc", tmp_path / "out", predictions=tmp_path / "pred")
+    assert [image_id for image_id, _ in result.failures] == ["2008_000002"]
     errors = {row["id"]: row["error"] for row in _rows(tmp_path / "out")}
     assert errors["2008_000001"] == ""
     assert "no prediction for 2008_000002" in errors["2008_000002"]
@@ -467,29 +484,20 @@ def write_labelled_folder(root: Path) -> dict[str, np.ndarray]:
 
 def test_folder_with_labels_perfect_and_blank(tmp_path):
     maps = write_labelled_folder(tmp_path / "dir")
-    dataset = evaluate.open_folder(tmp_path / "dir")
+    dataset = open_folder(tmp_path / "dir")
     assert dataset.classes == [2, 5, 9] and dataset.n_classes == 3
-    assert evaluate.scoring_kind(dataset) == "class_map"
+    assert scoring_kind(dataset) == "class_map"
     np.testing.assert_array_equal(np.unique(dataset.ground_truth(1)), [0, 2, 255])
     _save_class_maps(tmp_path / "pred", maps)
-    summary_path = tmp_path / "s.json"
-    argv = (
-        "--dataset",
-        "folder",
-        "--data-root",
-        str(tmp_path / "dir"),
-        "--json",
-        str(summary_path),
-    )
-    assert _run(*argv, "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "p")) == 0
-    summary = json.loads(summary_path.read_text())
+    root = tmp_path / "dir"
+    result = _evaluate("folder", root, tmp_path / "p", predictions=tmp_path / "pred")
+    summary = result.summary
     assert summary["n_images"] == 2
-    assert summary["settings"]["classes"] == [2, 5, 9]
+    assert result.settings["classes"] == [2, 5, 9]
     for key in ("miou_per_image", "miou_hungarian", "pixel_accuracy"):
         assert summary[key] == pytest.approx(1.0), key
 
-    assert _run(*argv, "--method", "blank", "--out", str(tmp_path / "b")) == 0
-    summary = json.loads(summary_path.read_text())
+    summary = _evaluate("folder", root, tmp_path / "b", method="blank").summary
     # Per image the IoUs of one segment sum to 1, over 2 + 2 class regions. Classes over
     # the split: 2: 300, 5: 200, 9: 400 of 900 labelled pixels; the cluster takes 9.
     assert summary["miou_per_image"] == pytest.approx(2 / 4)
@@ -500,38 +508,36 @@ def test_folder_with_labels_perfect_and_blank(tmp_path):
 def test_folder_classes_csv_and_per_image_errors(tmp_path):
     maps = write_labelled_folder(tmp_path / "dir")
     (tmp_path / "dir" / "classes.csv").write_text("id,name\n2,road\n9,sky\n5,car\n11,tree\n")
-    dataset = evaluate.open_folder(tmp_path / "dir")
+    dataset = open_folder(tmp_path / "dir")
     assert dataset.classes == [2, 5, 9, 11]
     assert dataset.class_names == ["road", "car", "sky", "tree"]
     _save_class_maps(tmp_path / "pred", maps)
-    summary_path = tmp_path / "s.json"
-    argv = (
-        "--dataset", "folder", "--data-root", str(tmp_path / "dir"),
-        "--predictions", str(tmp_path / "pred"), "--json", str(summary_path),
-    )  # fmt: skip
-    assert _run(*argv, "--out", str(tmp_path / "o1")) == 0
+    root, pred = tmp_path / "dir", tmp_path / "pred"
     # A class listed but absent (11) does not count in the Hungarian mIoU.
-    assert json.loads(summary_path.read_text())["miou_hungarian"] == pytest.approx(1.0)
+    result = _evaluate("folder", root, tmp_path / "o1", predictions=pred)
+    assert result.summary["miou_hungarian"] == pytest.approx(1.0)
     # An id missing from classes.csv and a prediction of another size fail one image each.
     (tmp_path / "dir" / "classes.csv").write_text("id,name\n2,road\n9,sky\n")
     np.save(tmp_path / "pred" / "b.npy", np.zeros((H, W + 1), np.int64))
-    assert _run(*argv, "--out", str(tmp_path / "o2")) == 1
+    result = _evaluate("folder", root, tmp_path / "o2", predictions=pred)
     errors = {row["id"]: row["error"] for row in _rows(tmp_path / "o2")}
     assert "[5] not in" in errors["a"]
     assert "size" in errors["b"]
-    assert json.loads(summary_path.read_text())["n_failed"] == 2
+    assert result.summary["n_failed"] == 2
 
 
-def test_folder_needs_data_root(caplog):
-    assert _run("--dataset", "folder", "--method", "blank") == 2
-    assert "--dataset folder needs --data-root" in caplog.text
+def test_folder_needs_data_root(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="--dataset folder needs --data-root"):
+        evaluate_dataset("folder", method="blank", out=tmp_path / "out")
+    assert _cli("--dataset", "folder", "--method", "blank") == 2
+    assert "--dataset folder needs --data-root" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------
 # A folder without labels: internal indices
 
 
-def test_folder_without_labels_internal_indices(tmp_path, capsys):
+def test_folder_without_labels_internal_indices(tmp_path):
     (tmp_path / "dir" / "images").mkdir(parents=True)
     images = {
         name: RNG.integers(0, 256, (H, W, 3), dtype=np.uint8) for name in ("two", "one", "odd")
@@ -544,15 +550,12 @@ def test_folder_without_labels_internal_indices(tmp_path, capsys):
     np.save(pred / "two.npy", halves)
     np.save(pred / "one.npy", np.zeros((H, W), np.int64))
     np.save(pred / "odd.npy", np.zeros((H + 2, W), np.int64))
-    out, summary_path = tmp_path / "out", tmp_path / "s.json"
-    argv = (
-        "--dataset", "folder", "--data-root", str(tmp_path / "dir"), "--predictions", str(pred),
-        "--out", str(out), "--json", str(summary_path),
-    )  # fmt: skip
-    assert _run(*argv) == 1  # 'odd' has another size
-    assert evaluate.scoring_kind(evaluate.open_folder(tmp_path / "dir")) == "internal"
+    out = tmp_path / "out"
+    result = _evaluate("folder", tmp_path / "dir", out, predictions=pred)
+    assert [image_id for image_id, _ in result.failures] == ["odd"]  # another size
+    assert scoring_kind(open_folder(tmp_path / "dir")) == "internal"
     rows = {row["id"]: row for row in _rows(out)}
-    assert list(next(iter(rows.values()))) == evaluate.INTERNAL_COLUMNS
+    assert list(next(iter(rows.values()))) == evaluation.INTERNAL_COLUMNS
     assert "size" in rows["odd"]["error"]
     expected = metrics.internal_indices(images["two"] / 255.0, halves)
     assert np.isfinite(expected["silhouette"])
@@ -563,19 +566,18 @@ def test_folder_without_labels_internal_indices(tmp_path, capsys):
     )  # fmt: skip
     # One label: no index is defined; NaN with the reason, not a failure.
     assert rows["one"]["error"] == ""
-    assert all(math.isnan(float(rows["one"][name])) for name in evaluate.INDICES)
+    assert all(math.isnan(float(rows["one"][name])) for name in evaluation.INDICES)
     assert "1 label(s)" in rows["one"]["note"]
-    summary = json.loads(summary_path.read_text())
+    summary = result.to_json()
     assert summary["n_images"] == 2 and summary["n_failed"] == 1
     assert summary["n_indices_undefined"] == 1
     for name in ("silhouette", "calinski_harabasz", "davies_bouldin"):
         assert summary[name] == pytest.approx(expected[name]), name
     assert summary["mean_labels"] == pytest.approx(1.5)
     assert summary["mean_segments"] == pytest.approx(1.5)
-    assert "silhouette" in capsys.readouterr().out
     # Resume: the scored rows are kept as they are, the failed image is retried.
     np.save(pred / "odd.npy", halves)
-    assert _run(*argv) == 0
+    assert not _evaluate("folder", tmp_path / "dir", out, predictions=pred).failures
     again = {row["id"]: row for row in _rows(out)}
     assert again["two"] == rows["two"] and again["one"] == rows["one"]
     assert again["odd"]["error"] == ""
@@ -586,16 +588,13 @@ def test_folder_of_images_itself_blank(tmp_path):
     for name in ("x", "y"):
         image = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
         Image.fromarray(image).save(tmp_path / "dir" / f"{name}.png")
-    summary_path = tmp_path / "s.json"
-    code = _run(
-        "--dataset", "folder", "--data-root", str(tmp_path / "dir"), "--method", "blank",
-        "--out", str(tmp_path / "out"), "--json", str(summary_path),
-    )  # fmt: skip
-    assert code == 0
-    summary = json.loads(summary_path.read_text())
+    result = _evaluate("folder", tmp_path / "dir", tmp_path / "out", method="blank")
+    summary = result.to_json()
     assert summary["n_images"] == 2 and summary["n_indices_undefined"] == 2
     assert summary["silhouette"] is None  # NaN: no image has two labels
+    assert math.isnan(result.summary["silhouette"])
     assert summary["mean_labels"] == 1
+    assert result.source == "blank" and result.settings["dataset"] == "folder"
 
 
 # --------------------------------------------------------------------------------------
@@ -612,11 +611,21 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def _blocks(rng: np.random.Generator, height: int = 32, width: int = 32) -> np.ndarray:
+    """Three vertical colour bands and a brighter lower part, with noise."""
+    image = np.zeros((height, width, 3))
+    colours = rng.integers(0, 256, (3, 3))
+    for band, colour in zip(np.array_split(np.arange(width), 3), colours, strict=True):
+        image[:, band] = colour
+    image[rng.integers(height // 4, 3 * height // 4) :] += 40
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny model trained for real: autoencoder, q = 8, one epoch on 4 images."""
     import torch
-    from test_train import _blocks, train_cli
 
     root = tmp_path_factory.mktemp("train")
     (root / "data" / "train").mkdir(parents=True)
@@ -628,11 +637,14 @@ def checkpoint(tmp_path_factory) -> Path:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Total length of `list`")  # no validation split
-            code = train_cli(
-                "--preset", "autoencoder-cifar10", "--q", "8", "--epochs", "1",
-                "--batch-size", "4", "--dataset", "folder", "--data-root", root / "data",
-                "--split", "train", "--val-split", "none", "--cache-dir", root / "cache",
-                "--slic-workers", "1", "--num-workers", "0", "--quiet", "--out", root / "run",
+            code = main(
+                [
+                    "train", "--preset", "autoencoder-cifar10", "--q", "8", "--epochs", "1",
+                    "--batch-size", "4", "--dataset", "folder", "--data-root",
+                    str(root / "data"), "--split", "train", "--val-split", "none",
+                    "--cache-dir", str(root / "cache"), "--slic-workers", "1",
+                    "--num-workers", "0", "--quiet", "--out", str(root / "run"),
+                ]
             )  # fmt: skip
     finally:
         torch.set_num_threads(before)
@@ -669,27 +681,68 @@ def _assert_rows(out: Path, expected: dict[str, dict[str, float]]) -> None:
 
 
 def test_checkpoint_rows_are_predict_batch_scored(tmp_path, checkpoint, one_thread):
-    from unsupseg.predict import predict_batch
-    from unsupseg.train import load_trained_model
+    from unsupseg.inference import predict_batch
+    from unsupseg.models.checkpoint import load_checkpoint
 
     truths = hand_bsds(tmp_path / "bsds")
     dataset = open_dataset("bsds500", tmp_path / "bsds", "val", image_size="native")
-    model, info = load_trained_model(checkpoint, "cpu")
-    argv = ("--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"),
-            "--checkpoint", str(checkpoint), "--device", "cpu")  # fmt: skip
+    loaded = load_checkpoint(checkpoint, "cpu")
     labels = {}
     for refine in (False, True):
         expected = {}
         for index in range(len(dataset)):
-            (result,) = predict_batch(model, info, [dataset.image(index)], refine=refine)
+            (result,) = predict_batch(loaded, [dataset.image(index)], refine=refine)
             image_id = dataset.image_id(index)
             labels[image_id, refine] = result.labels
             expected[image_id] = _bsds_row(result.labels.astype(np.int64), truths[image_id])
         out = tmp_path / f"out-{refine}"
-        assert _run(*argv, *(["--refine"] if refine else []), "--out", str(out)) == 0
+        scored = _evaluate(
+            "bsds500", tmp_path / "bsds", out, checkpoint=checkpoint, refine=refine, device="cpu"
+        )
+        assert scored.settings["refine"] is refine and scored.source == "checkpoint-model-last"
         _assert_rows(out, expected)
     # The vote changes the labels here, so the two runs check different predictions.
     assert any(not np.array_equal(labels[i, False], labels[i, True]) for i in truths)
+    # A loaded checkpoint scores the same as its file.
+    again = _evaluate("bsds500", tmp_path / "bsds", tmp_path / "loaded", checkpoint=loaded)
+    assert again.settings == {**scored.settings, "refine": False}
+
+    def strip(rows):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    assert strip(_rows(tmp_path / "loaded")) == strip(_rows(tmp_path / "out-False"))
+
+
+def test_checkpoint_on_class_maps_scores_channel_ids(tmp_path, checkpoint, one_thread):
+    from unsupseg.inference import channel_labels, predict_batch
+    from unsupseg.models.checkpoint import load_checkpoint
+
+    write_msrc(tmp_path / "msrc")
+    dataset = open_dataset("msrc", tmp_path / "msrc", "all", image_size="native")
+    loaded = load_checkpoint(checkpoint, "cpu")
+    result = _evaluate("msrc", tmp_path / "msrc", tmp_path / "out", checkpoint=checkpoint)
+    renumbered = []
+    for index, row in enumerate(_rows(tmp_path / "out")):
+        (predicted,) = predict_batch(loaded, [dataset.image(index)])
+        channels = channel_labels(predicted)
+        renumbered.append(not np.array_equal(channels, predicted.labels))
+        expected = evaluation.score_class_map(channels, dataset.ground_truth(index), 23)
+        assert row["confusion"] == expected["confusion"]
+        assert float(row["best_iou_sum"]) == expected["best_iou_sum"]
+    assert result.summary["n_images"] == 3
+    assert any(renumbered)  # channel ids are not the consecutive labels here
+
+
+def test_checkpoint_that_does_not_load(tmp_path, capsys):
+    hand_bsds(tmp_path / "bsds")
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        _evaluate("bsds500", tmp_path / "bsds", tmp_path / "o", checkpoint=tmp_path / "model.pt")
+    with pytest.raises(CheckpointError):
+        _evaluate("bsds500", tmp_path / "bsds", tmp_path / "o", checkpoint=tmp_path / "none.pt")
+    argv = ("--dataset", "bsds500", "--data-root", tmp_path / "bsds", "--out", tmp_path / "o")
+    assert _cli(*argv, "--checkpoint", tmp_path / "none.pt") == 2
+    assert "none.pt" in capsys.readouterr().err
 
 
 def test_per_image_rows_are_segment_scored(tmp_path, one_thread):
@@ -702,14 +755,15 @@ def test_per_image_rows_are_segment_scored(tmp_path, one_thread):
         prediction = segment(dataset.image(index), max_side=16, max_iter=3, seed=0, device="cpu")
         assert prediction.shape == (H, W)
         expected[dataset.image_id(index)] = _bsds_row(prediction, truths[dataset.image_id(index)])
-    code = _run(
-        "--dataset", "bsds500", "--data-root", str(tmp_path / "bsds"), "--method", "per-image",
-        "--max-iter", "3", "--max-side", "16", "--device", "cpu", "--out", str(tmp_path / "out"),
+    result = _evaluate(
+        "bsds500", tmp_path / "bsds", tmp_path / "out", method="per-image", max_iter=3,
+        max_side=16, device="cpu",
     )  # fmt: skip
-    assert code == 0
+    assert not result.failures
     _assert_rows(tmp_path / "out", expected)
     settings = json.loads((tmp_path / "out" / "evaluate.json").read_text())
     assert (settings["max_iter"], settings["max_side"], settings["seed"]) == (3, 16, 0)
+    assert settings == result.settings
 
 
 # --------------------------------------------------------------------------------------
@@ -717,13 +771,7 @@ def test_per_image_rows_are_segment_scored(tmp_path, one_thread):
 
 
 def test_real_bsds500_blank(bsds500, tmp_path):
-    summary_path = tmp_path / "s.json"
-    code = _run(
-        "--dataset", "bsds500", "--data-root", str(bsds500), "--method", "blank",
-        "--limit", "3", "--out", str(tmp_path / "out"), "--json", str(summary_path),
-    )  # fmt: skip
-    assert code == 0
-    summary = json.loads(summary_path.read_text())
+    summary = _evaluate("bsds500", bsds500, tmp_path / "out", method="blank", limit=3).summary
     assert summary["n_images"] == 3
     assert summary["mean_segments"] == 1
     assert 0 < summary["miou_coarse"] <= 1

@@ -176,6 +176,27 @@ def test_cross_check_rand_and_vi_against_sklearn_skimage(seed):
     assert M.variation_of_information(pred, [gt]) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_contingency_table_is_the_sorted_sparse_table(seed):
+    # The scores pool the table's entries in this order (pairs sorted by the two dense
+    # ids), so the same entries in the same order keep every score bit-identical to the
+    # np.unique-based table the published figures were computed with.
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-4, 300, (31, 47)).ravel()
+    b = rng.integers(0, 12, (31, 47)).ravel()
+    ia, ib, counts, area_a, area_b = M._contingency(a, b)
+    _, dense_a = np.unique(a, return_inverse=True)
+    _, dense_b = np.unique(b, return_inverse=True)
+    kb = int(dense_b.max()) + 1
+    pairs, expected = np.unique(dense_a * kb + dense_b, return_counts=True)
+    np.testing.assert_array_equal(ia, pairs // kb)
+    np.testing.assert_array_equal(ib, pairs % kb)
+    np.testing.assert_array_equal(counts, expected)
+    np.testing.assert_array_equal(area_a, np.bincount(dense_a))
+    np.testing.assert_array_equal(area_b, np.bincount(dense_b))
+    assert area_a.dtype == area_b.dtype == np.int64
+
+
 # ---------------------------------------------------------------------------
 # boundaries
 

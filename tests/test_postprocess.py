@@ -1,4 +1,5 @@
-"""Post-processing: region features, the seven clusterers, the choices and the command."""
+"""Post-processing: region features, the seven clusterers, the choices, the sweep over a
+data set (:func:`unsupseg.postprocess.postprocess_dataset`) and ``unsupseg postprocess``."""
 
 from __future__ import annotations
 
@@ -14,18 +15,21 @@ from test_data import _bsds_struct_cells
 
 from unsupseg import metrics
 from unsupseg.cli import main
+from unsupseg.cli.postprocess import parse_grid
+from unsupseg.errors import ConfigError
 from unsupseg.io import as_rgb_float, read_label_png, save_label_png
 from unsupseg.postprocess import (
     CLUSTERERS,
     Setting,
     choose_per_image,
-    majority_ids,
     merge_segments,
-    parse_grid,
+    postprocess_dataset,
     process_image,
     region_adjacency,
     region_features,
+    sweep_settings,
 )
+from unsupseg.refine import majority_labels
 
 H, W = 24, 32
 COLOURS = np.array([(200, 30, 30), (30, 180, 40), (20, 40, 210), (230, 220, 40)], float)
@@ -129,19 +133,24 @@ def test_merge_checks_its_input():
         merge_segments(np.zeros((4, 4, 3)), np.arange(16).reshape(4, 4), Setting("dbscan", 0))
 
 
-def test_majority_ids():
+def test_merged_clusters_take_the_majority_id():
     original = np.array([[5, 5, 2], [5, 2, 2]])
     merged = np.array([[0, 0, 0], [1, 1, 1]])
-    np.testing.assert_array_equal(majority_ids(merged, original), [[5, 5, 5], [2, 2, 2]])
+    np.testing.assert_array_equal(majority_labels(merged, original), [[5, 5, 5], [2, 2, 2]])
 
 
-def test_parse_grid():
-    settings = parse_grid("kmeans=4,8; dbscan=3", ["kmeans", "ward", "dbscan"])
+def test_sweep_settings_and_parse_grid():
+    settings = sweep_settings(["kmeans", "ward", "dbscan"], parse_grid("kmeans=4,8; dbscan=3"))
     assert [s.name for s in settings] == ["kmeans-4", "kmeans-8", "ward-24", "dbscan-3"]
-    assert len(parse_grid(None, CLUSTERERS)) == len(CLUSTERERS)
+    assert len(sweep_settings(CLUSTERERS, parse_grid(None))) == len(CLUSTERERS)
+    # a clusterer given values in the grid is swept too
+    assert [s.name for s in sweep_settings(["ward"], {"gmm": [2]})] == ["ward-24", "gmm-2"]
     for bad in ("kmeans", "nope=3", "kmeans=a", "kmeans="):
-        with pytest.raises(ValueError, match="--grid"):
-            parse_grid(bad, ["kmeans"])
+        with pytest.raises(ConfigError, match="--grid"):
+            parse_grid(bad)
+    for methods, grid in ((["nope"], None), ([], None), (["ward"], {"kmeans": []})):
+        with pytest.raises(ConfigError):
+            sweep_settings(methods, grid)
 
 
 def test_process_image_rows_and_choice():
@@ -169,7 +178,7 @@ def test_process_image_rows_and_choice():
 
 
 # --------------------------------------------------------------------------------------
-# The command
+# The sweep over a data set
 
 
 def _write_tree(root: Path, predictions: Path) -> dict[str, np.ndarray]:
@@ -195,63 +204,58 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_command_end_to_end_and_resume(tmp_path, capsys):
+def test_sweep_end_to_end_and_resume(tmp_path):
     root, predictions, out = tmp_path / "bsds", tmp_path / "pred", tmp_path / "out"
     truths = _write_tree(root, predictions)
-    argv = [
-        "postprocess",
-        "--dataset",
-        "bsds500",
-        "--data-root",
-        str(root),
-        "--predictions",
-        str(predictions),
-        "--methods",
-        "ward,kmeans",
-        "--grid",
-        "ward=4,2;kmeans=2",
-        "--figure-images",
-        "2",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    assert main(argv) == 0
-    summary = json.loads((out / "summary.json").read_text())
+
+    def sweep(**options):
+        options = {"out": out, "limit": None, **options}
+        return postprocess_dataset(
+            "bsds500",
+            data_root=root,
+            predictions=predictions,
+            methods=["ward", "kmeans"],
+            grid={"ward": [4, 2], "kmeans": [2]},
+            figure_images=2,
+            **options,
+        )
+
+    result = sweep()
+    summary = result.summary
+    assert json.loads((out / "summary.json").read_text()) == summary
     assert summary["kind"] == "postprocess"
     assert summary["choose_by"] == "covering" and summary["n_images"] == 3
     # Ward into the 4 true regions scores a perfect covering; the raw fragments do not
     assert summary["settings"]["ward-4"]["covering"] == pytest.approx(1.0)
     assert summary["settings"]["none"]["covering"] < 0.5
-    assert summary["chosen_dataset"] == "ward-4"
-    table = summary["tables"][0]
-    assert [row[0] for row in table["rows"]] == [
+    assert summary["chosen_dataset"] == result.chosen_dataset == "ward-4"
+    assert [row[0] for row in result.table["rows"]] == [
         "none",
         "kmeans-2",
         "ward-4",
         "ward-2",
         "per-image (silhouette)",
     ]
+    assert result.table["columns"][:3] == ["setting", "mean_labels", "mean_segments"]
     assert summary["figures"] == [
         {"title": summary["figures"][0]["title"], "path": "comparison.png"}
     ]
     with Image.open(out / "comparison.png") as figure:
         assert figure.size[0] > 200
-    rows = _csv(out / "per_image.csv")
-    assert len(rows) == 3 * 4 and not any(row["error"] for row in rows)
+    rows = _csv(result.csv_path)
+    assert len(rows) == 3 * 4 and not any(row["error"] for row in rows) and not result.failures
     for image_id, truth in truths.items():
         saved = read_label_png(out / "chosen-dataset" / f"{image_id}.png")
         image = np.asarray(Image.open(root / "images" / "val" / f"{image_id}.jpg"))
         expected = merge_segments(image, _fragmented(truth) % 256, Setting("ward", 4))
         np.testing.assert_array_equal(saved, expected)
-        choice = summary["per_image_choices"][image_id]
+        choice = result.per_image_choices[image_id]
         assert (out / "chosen-image" / f"{image_id}.png").is_file() and choice in {
             "none",
             "ward-4",
             "ward-2",
             "kmeans-2",
         }
-    assert "ward-4" in capsys.readouterr().out
 
     # resume: drop one image's rows; only that image is redone
     kept = [row for row in rows if row["id"] != "102"]
@@ -259,64 +263,38 @@ def test_command_end_to_end_and_resume(tmp_path, capsys):
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(kept)
-    assert main(argv) == 0
+    resumed = sweep().summary["settings"]
     again = _csv(out / "per_image.csv")
     assert len(again) == 12
     assert [row["id"] for row in again[:8]] == [row["id"] for row in kept]
-    resumed = json.loads((out / "summary.json").read_text())["settings"]
     for name, scores in summary["settings"].items():
         scores.pop("seconds_per_image"), resumed[name].pop("seconds_per_image")
         assert resumed[name] == scores
 
-    # a shorter --limit scores the first image only and keeps the others' rows
-    assert main([*argv[:-3], "--limit", "1", "--out", str(out), "--quiet"]) == 0
+    # a shorter limit scores the first image only and keeps the others' rows
+    assert sweep(limit=1).summary["n_images"] == 1
     assert len(_csv(out / "per_image.csv")) == 12
-    assert json.loads((out / "summary.json").read_text())["n_images"] == 1
 
     # other settings in the same folder are refused
-    assert main([*argv[:-3], "--seed", "3", "--out", str(out), "--quiet"]) == 2
+    with pytest.raises(ConfigError, match="other settings"):
+        sweep(seed=3)
 
 
-def test_command_reports_missing_predictions_per_image(tmp_path):
+def test_sweep_reports_missing_predictions_per_image(tmp_path):
     root, predictions, out = tmp_path / "bsds", tmp_path / "pred", tmp_path / "out"
     _write_tree(root, predictions)
     (predictions / "102.png").unlink()
-    code = main(
-        [
-            "postprocess",
-            "--dataset",
-            "bsds500",
-            "--data-root",
-            str(root),
-            "--predictions",
-            str(predictions),
-            "--methods",
-            "ward",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
+    result = postprocess_dataset(
+        "bsds500", data_root=root, predictions=predictions, methods=["ward"], out=out
     )
-    assert code == 1
+    assert [image_id for image_id, _ in result.failures] == ["102"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == 2
     assert [f["id"] for f in summary["failed"]] == ["102"]
     assert not (out / "chosen-dataset" / "102.png").exists()
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [["--methods", "kmeans,nope"], ["--grid", "ward=x"], ["--choose-by", "miou_per_image"]],
-)
-def test_command_bad_usage(tmp_path, extra):
-    root, predictions = tmp_path / "bsds", tmp_path / "pred"
-    _write_tree(root, predictions)
-    argv = ["postprocess", "--dataset", "bsds500", "--data-root", str(root)]
-    argv += ["--predictions", str(predictions), "--out", str(tmp_path / "o"), "--quiet"]
-    assert main([*argv, *extra]) == 2
-
-
-def test_command_on_class_maps_keeps_the_prediction_ids(tmp_path):
+def test_sweep_on_class_maps_keeps_the_prediction_ids(tmp_path):
     from test_evaluate import write_msrc
 
     maps = write_msrc(tmp_path / "msrc")
@@ -326,10 +304,15 @@ def test_command_on_class_maps_keeps_the_prediction_ids(tmp_path):
     for image_id, class_map in maps.items():
         save_label_png(predictions / f"{image_id}.png", rng.integers(3, 9, class_map.shape))
     out = tmp_path / "out"
-    argv = ["postprocess", "--dataset", "msrc", "--data-root", str(tmp_path / "msrc")]
-    argv += ["--predictions", str(predictions), "--methods", "kmeans", "--grid", "kmeans=2"]
-    assert main([*argv, "--out", str(out), "--quiet"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    result = postprocess_dataset(
+        "msrc",
+        data_root=tmp_path / "msrc",
+        predictions=predictions,
+        methods=["kmeans"],
+        grid={"kmeans": [2]},
+        out=out,
+    )
+    summary = result.summary
     assert summary["choose_by"] == "miou_per_image"
     assert {"miou_per_image", "miou_hungarian", "pixel_accuracy"} <= set(
         summary["settings"]["kmeans-2"]
@@ -342,18 +325,78 @@ def test_command_on_class_maps_keeps_the_prediction_ids(tmp_path):
         assert set(np.unique(merged)) <= set(np.unique(raw))
 
 
-def test_command_without_ground_truth_chooses_by_an_index(tmp_path):
+def test_sweep_without_ground_truth_chooses_by_an_index(tmp_path):
     images, predictions = tmp_path / "photos", tmp_path / "pred"
     images.mkdir(), predictions.mkdir()
     for k in range(2):
         truth = _quadrants()
         Image.fromarray(_photo(truth, seed=k)).save(images / f"p{k}.png")
         save_label_png(predictions / f"p{k}.png", _fragmented(truth))
-    out = tmp_path / "out"
-    argv = ["postprocess", "--dataset", "folder", "--data-root", str(images)]
-    argv += ["--predictions", str(predictions), "--methods", "ward", "--grid", "ward=4,2"]
-    assert main([*argv, "--select", "davies_bouldin", "--out", str(out), "--quiet"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    options = dict(
+        data_root=images, predictions=predictions, methods=["ward"], grid={"ward": [4, 2]}
+    )
+    result = postprocess_dataset("folder", select="davies_bouldin", out=tmp_path / "out", **options)
+    summary = result.summary
     assert summary["choose_by"] == "davies_bouldin" and summary["chosen_dataset"] == "ward-4"
     assert "covering" not in summary["settings"]["ward-4"]
-    assert main([*argv, "--choose-by", "covering", "--out", str(tmp_path / "o2")]) == 2
+    with pytest.raises(ConfigError, match="needs ground truth"):
+        postprocess_dataset("folder", choose_by="covering", out=tmp_path / "o2", **options)
+
+
+# --------------------------------------------------------------------------------------
+# The command
+
+
+def _argv(root: Path, predictions: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "postprocess", "--dataset", "bsds500", "--data-root", str(root), "--predictions",
+        str(predictions), "--out", str(out), "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def test_command_writes_the_outputs_and_prints_the_table(tmp_path, capsys):
+    root, predictions, out = tmp_path / "bsds", tmp_path / "pred", tmp_path / "out"
+    _write_tree(root, predictions)
+    argv = _argv(root, predictions, out, "--methods", "ward,kmeans", "--grid", "ward=4,2;kmeans=2")
+    assert main([*argv, "--figure-images", "1"]) == 0
+    for name in ("per_image.csv", "summary.json", "config.json", "comparison.png"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "chosen-dataset").glob("*.png"))) == 3
+    assert len(list((out / "chosen-image").glob("*.png"))) == 3
+    summary = json.loads((out / "summary.json").read_text())
+    printed = capsys.readouterr().out
+    assert printed.startswith(summary["title"] + "\nsetting")
+    assert "ward-4" in printed and "per-image (silhouette)" in printed
+    assert f"data-set choice (by covering): {summary['chosen_dataset']}" in printed
+    # the same settings again: nothing to redo, the same choice
+    assert main([*argv, "--figure-images", "1"]) == 0
+    assert json.loads((out / "summary.json").read_text())["chosen_dataset"] == "ward-4"
+    # a missing prediction fails its image: exit status 1
+    (predictions / "102.png").unlink()
+    assert main(_argv(root, predictions, tmp_path / "o2", "--methods", "ward")) == 1
+    assert "1 image(s) failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--methods", "kmeans,nope"],
+        ["--methods", ","],
+        ["--grid", "ward=x"],
+        ["--choose-by", "miou_per_image"],
+    ],
+)
+def test_command_bad_usage(tmp_path, extra, capsys):
+    root, predictions = tmp_path / "bsds", tmp_path / "pred"
+    _write_tree(root, predictions)
+    assert main([*_argv(root, predictions, tmp_path / "o"), *extra]) == 2
+    assert capsys.readouterr().err.strip()  # one line saying what was wrong
+    assert not (tmp_path / "o").exists()
+
+
+def test_command_other_settings_in_out(tmp_path, capsys):
+    root, predictions, out = tmp_path / "bsds", tmp_path / "pred", tmp_path / "out"
+    _write_tree(root, predictions)
+    assert main(_argv(root, predictions, out, "--methods", "ward")) == 0
+    assert main(_argv(root, predictions, out, "--methods", "ward", "--seed", "3")) == 2
+    assert "other settings" in capsys.readouterr().err

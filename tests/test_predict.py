@@ -1,18 +1,80 @@
-"""`unsupseg predict`: a trained checkpoint segments new images in one forward pass."""
+"""Segmenting new images with a trained checkpoint: :mod:`unsupseg.inference` and
+``unsupseg predict``."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_train import _one_thread, autoencoder_run, tiny  # noqa: F401  (fixtures)
 
 from unsupseg.cli import main
+from unsupseg.errors import ConfigError
+from unsupseg.inference import channel_labels, predict, predict_batch
+from unsupseg.io import read_image
 from unsupseg.models import build_model
-from unsupseg.predict import predict_batch
+from unsupseg.models.checkpoint import Checkpoint, CheckpointInfo, load_checkpoint
+from unsupseg.outputs import OUTPUT_FILES
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: the test machines are small and shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _blocks(rng: np.random.Generator, height: int = 32, width: int = 32) -> np.ndarray:
+    """Three vertical colour bands and a brighter lower part, with noise."""
+    image = np.zeros((height, width, 3))
+    colours = rng.integers(0, 256, (3, 3))
+    for band, colour in zip(np.array_split(np.arange(width), 3), colours, strict=True):
+        image[:, band] = colour
+    image[rng.integers(height // 4, 3 * height // 4) :] += 40
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """A folder with train/ (8) and val/ (4) 32x32 PNGs of colour bands."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("val", 4)):
+        (root / split).mkdir()
+        for i in range(n):
+            Image.fromarray(_blocks(rng)).save(root / split / f"img{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(images, tmp_path_factory) -> Path:
+    """A run folder of a real (tiny) training: autoencoder, q = 16, two epochs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "ae"
+    try:
+        code = main([
+            "train", "--preset", "autoencoder-cifar10", "--q", "16", "--epochs", "2",
+            "--batch-size", "4", "--optimizer", "adam", "--lr", "0.01", "--log-every", "1",
+            "--dataset", "folder", "--data-root", str(images), "--split", "train",
+            "--val-split", "val", "--cache-dir", str(images.parent / "cache"),
+            "--slic-workers", "1", "--num-workers", "0", "--quiet", "--out", str(out),
+        ])  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def last(run) -> Path:
+    return run / "checkpoints" / "model-last.pt"
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -21,99 +83,176 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
 
 
-def test_predict_reproduces_the_training_snapshots(autoencoder_run, tiny, tmp_path, capsys):  # noqa: F811
-    checkpoint = autoencoder_run / "checkpoints" / "model-last.pt"
-    out = tmp_path / "pred"
-    code = main(["predict", str(tiny["folder"] / "val"), "--checkpoint", str(checkpoint),
-                 "--out", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
-    assert code == 0
-    n_images = len(list((tiny["folder"] / "val").iterdir()))
-    logged = "".join(capsys.readouterr())
-    assert "time per image" in logged and f"over {n_images} images" in logged
-    with np.load(autoencoder_run / "figures" / "snapshots" / "epoch002.npz") as snapshot:
-        for index in range(4):  # the run's sample images are the first 4 validation images
-            labels = np.load(out / f"img{index}" / "labels.npy")
-            assert labels.shape == (32, 32)
-            assert same_partition(labels, snapshot[f"image{index}"]), index
-    summary = json.loads((out / "img0" / "summary.json").read_text())
-    assert summary["parameters"]["checkpoint_preset"] == "autoencoder-cifar10"
-    assert summary["iterations"] == 0
-    assert sorted(p.name for p in (out / "img0").iterdir()) == sorted(
-        ["labels.png", "labels.npy", "color.png", "overlay.png", "panel.png", "summary.json"]
-    )
+def val_images(images: Path) -> list[np.ndarray]:
+    return [read_image(images / "val" / f"img{i}.png") for i in range(4)]
 
 
-def test_predict_refine_and_finetune(autoencoder_run, tiny, tmp_path):  # noqa: F811
-    checkpoint = autoencoder_run / "checkpoints" / "model-best.pt"
-    image = tiny["folder"] / "val" / "img1.png"
-    plain, refined, tuned = tmp_path / "plain", tmp_path / "refined", tmp_path / "tuned"
-    common = ["--checkpoint", str(checkpoint), "--quiet", "--device", "cpu"]
-    assert main(["predict", str(image), "--out", str(plain), *common]) == 0
-    assert main(["predict", str(image), "--out", str(refined), "--refine", *common]) == 0
-    assert main(["predict", str(image), "--out", str(tuned), "--finetune", "5", *common]) == 0
-    before = np.load(plain / "img1" / "labels.npy")
-    after = np.load(refined / "img1" / "labels.npy")
-    # the vote keeps a subset of the argmax labels and changes no more than it must
-    assert len(np.unique(after)) <= len(np.unique(before))
-    summary = json.loads((tuned / "img1" / "summary.json").read_text())
-    assert summary["iterations"] == 5
-    assert len(summary["n_labels_per_iteration"]) == 6  # the forward pass, then 5 steps
+# --------------------------------------------------------------------------------------
+# The library
 
 
-def test_predict_bad_checkpoint_and_inputs(tmp_path, tiny, autoencoder_run, capsys):  # noqa: F811
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a checkpoint")
-    assert main(["predict", "--checkpoint", str(junk), "--out", str(tmp_path / "o")]) == 2
-    assert "not an unsupseg checkpoint" in capsys.readouterr().err
-    (tmp_path / "broken.png").write_bytes(b"nope")
-    checkpoint = autoencoder_run / "checkpoints" / "model-last.pt"
-    good = tiny["folder"] / "val" / "img0.png"
-    out = tmp_path / "o"
-    code = main(["predict", str(tmp_path / "broken.png"), str(good),
-                 "--checkpoint", str(checkpoint), "--out", str(out), "--quiet"])  # fmt: skip
-    assert code == 1
-    assert [p.name for p in (tmp_path / "o").iterdir()] == ["img0"]
+def test_predict_batch_reproduces_the_training_snapshots(run, last, images):
+    checkpoint = load_checkpoint(last)
+    results = predict_batch(checkpoint, val_images(images))
+    with np.load(run / "figures" / "snapshots" / "epoch002.npz") as snapshot:
+        for index, result in enumerate(results):  # the run's samples: the val images
+            assert result.labels.shape == (32, 32)
+            assert same_partition(result.labels, snapshot[f"image{index}"]), index
+            assert result.n_iterations == 0 and result.superpixels is None
+            assert result.reconstruction.shape == (32, 32, 3)  # an autoencoder
+    assert results[0].params["checkpoint_preset"] == "autoencoder-cifar10"
+    # predict is the labels of predict_batch
+    np.testing.assert_array_equal(predict(checkpoint, val_images(images)[1]), results[1].labels)
 
 
-def test_ranks_split_the_inputs(autoencoder_run, tiny, tmp_path, monkeypatch):  # noqa: F811
-    checkpoint = autoencoder_run / "checkpoints" / "model-last.pt"
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    out = tmp_path / "rank1"
-    code = main(["predict", str(tiny["folder"] / "val"), "--checkpoint", str(checkpoint),
-                 "--out", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
-    assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["img1", "img3"]
+def test_refine_and_finetune(last, images):
+    checkpoint = load_checkpoint(last)
+    image = val_images(images)[1]
+    weights = {k: v.clone() for k, v in checkpoint.model.state_dict().items()}
+    (plain,) = predict_batch(checkpoint, [image])
+    (refined,) = predict_batch(checkpoint, [image], refine=True)
+    # the vote keeps a subset of the argmax labels: each refined label is an argmax one
+    assert len(np.unique(refined.labels)) <= len(np.unique(plain.labels))
+    assert same_partition(refined.argmax, plain.argmax)
+    assert refined.superpixels.shape == image.shape[:2]
+    for label in np.unique(refined.labels):
+        assert (refined.argmax[refined.labels == label] == label).any()
+
+    tuned = predict_batch(checkpoint, [image], finetune=5, seed=3)[0]
+    assert tuned.n_iterations == 5
+    assert len(tuned.n_labels_history) == 6  # the forward pass, then 5 steps
+    assert len(tuned.loss_history) == 5 and all(np.isfinite(tuned.loss_history))
+    assert tuned.params["finetune"] == 5
+    # fine-tuning trains a copy: the checkpoint's model is left as it was
+    for key, value in checkpoint.model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    again = predict_batch(checkpoint, [image], finetune=5, seed=3)[0]
+    assert again.loss_history == tuned.loss_history
+    np.testing.assert_array_equal(again.labels, tuned.labels)
+    faster = predict_batch(checkpoint, [image], finetune=5, finetune_lr=0.5, seed=3)[0]
+    assert faster.loss_history[1:] != tuned.loss_history[1:]  # same first step, other lr
+
+
+def test_channel_labels_give_each_label_its_winning_channel(last, images):
+    checkpoint = load_checkpoint(last)
+    image = val_images(images)[2]
+    (plain,) = predict_batch(checkpoint, [image])
+    raw = plain.response.argmax(axis=0)
+    # without refinement every label is one channel of the argmax
+    np.testing.assert_array_equal(channel_labels(plain), raw)
+    (refined,) = predict_batch(checkpoint, [image], refine=True)
+    channels = channel_labels(refined)
+    for label in np.unique(refined.labels):
+        inside = refined.labels == label
+        values, counts = np.unique(raw[inside], return_counts=True)
+        assert (channels[inside] == values[counts.argmax()]).all()
 
 
 def test_predict_batch_mixed_sizes_full_resolution():
     torch.manual_seed(0)
-    model = build_model("base-bsds500").eval()
-    info = {"image_size": None, "slic": {"n_segments": None, "compactness": None}}
+    checkpoint = Checkpoint(
+        build_model("base-bsds500").eval(),
+        CheckpointInfo(preset="base-bsds500", architecture="base", image_size=None),
+    )
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, shape, dtype=np.uint8)
               for shape in ((20, 30, 3), (30, 20, 3), (20, 30, 3), (64, 48, 3))]  # fmt: skip
-    results = predict_batch(model, info, images, refine=True, max_side=32)
+    results = predict_batch(checkpoint, images, refine=True, max_side=32)
     for image, result in zip(images, results, strict=True):
         assert result.labels.shape == image.shape[:2]
         assert result.superpixels.shape == image.shape[:2]
         assert result.labels.min() == 0
     assert results[3].working_shape == (32, 24)
     # one batched pass gives what a pass on the image alone gives
-    alone = predict_batch(model, info, [images[2]], max_side=32)[0]
-    np.testing.assert_array_equal(alone.argmax, predict_batch(model, info, images[:3])[2].argmax)
-    with pytest.raises(ValueError, match="finetune"):
-        predict_batch(model, info, images, finetune=-1)
+    alone = predict_batch(checkpoint, [images[2]], max_side=32)[0]
+    together = predict_batch(checkpoint, images[:3])[2]
+    np.testing.assert_array_equal(alone.argmax, together.argmax)
+    for kwargs, message in (
+        (dict(finetune=-1), "finetune"),
+        (dict(finetune_lr=0.0), "finetune_lr"),
+        (dict(max_side=1), "max_side"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            predict_batch(checkpoint, images, **kwargs)
     huge = np.zeros((2100, 2100, 3), dtype=np.uint8)
-    with pytest.raises(ValueError, match="--max-side"):
-        predict_batch(model, info, [huge])
-    assert predict_batch(model, info, [huge], max_side=64)[0].labels.shape == (2100, 2100)
+    with pytest.raises(ConfigError, match="--max-side"):
+        predict_batch(checkpoint, [huge])
+    assert predict(checkpoint, huge, max_side=64).shape == (2100, 2100)
+    with pytest.raises(TypeError, match="load_checkpoint"):
+        predict_batch(checkpoint.model, images)
 
 
-def test_predict_writes_a_folder_image_at_any_size(autoencoder_run, tmp_path):  # noqa: F811
-    Image.fromarray(np.full((50, 70, 3), 120, dtype=np.uint8)).save(tmp_path / "flat.png")
-    checkpoint = autoencoder_run / "checkpoints" / "model-last.pt"
-    assert main(["predict", str(tmp_path / "flat.png"), "--checkpoint", str(checkpoint),
-                 "--out", str(tmp_path / "o"), "--quiet"]) == 0  # fmt: skip
-    labels = np.load(tmp_path / "o" / "flat" / "labels.npy")
+def test_a_fixed_size_preset_brings_labels_back_to_any_input_size(last):
+    flat = np.full((50, 70, 3), 120, dtype=np.uint8)
+    labels = predict(load_checkpoint(last), flat)
     assert labels.shape == (50, 70)  # run at the preset's 32x32, brought back to the input
+
+
+# --------------------------------------------------------------------------------------
+# The command
+
+
+def test_predict_command_writes_every_file_and_logs_the_time(last, images, tmp_path, capsys):
+    out = tmp_path / "pred"
+    code = main(["predict", str(images / "val"), "--checkpoint", str(last),
+                 "--out", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    logged = "".join(capsys.readouterr())
+    assert "time per image" in logged and "over 4 images" in logged
+    expected = predict_batch(load_checkpoint(last), val_images(images))
+    for index, result in enumerate(expected):
+        np.testing.assert_array_equal(np.load(out / f"img{index}" / "labels.npy"), result.labels)
+    summary = json.loads((out / "img0" / "summary.json").read_text())
+    assert summary["parameters"]["checkpoint_preset"] == "autoencoder-cifar10"
+    assert summary["checkpoint"] == str(last)
+    assert summary["iterations"] == 0
+    assert (summary["height"], summary["working_height"]) == (32, 32)
+    assert sorted(p.name for p in (out / "img0").iterdir()) == sorted(OUTPUT_FILES)
+
+
+def test_predict_command_passes_refine_and_finetune(last, images, tmp_path):
+    out = tmp_path / "tuned"
+    code = main(["predict", str(images / "val" / "img1.png"), "--checkpoint", str(last),
+                 "--out", str(out), "--refine", "--finetune", "2", "--finetune-lr", "0.02",
+                 "--quiet", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "img1" / "summary.json").read_text())
+    assert summary["iterations"] == 2
+    assert len(summary["n_labels_per_iteration"]) == 3
+    parameters = summary["parameters"]
+    assert (parameters["refine"], parameters["finetune"], parameters["finetune_lr"]) == (
+        True,
+        2,
+        0.02,
+    )
+
+
+def test_predict_bad_checkpoint_and_inputs(tmp_path, images, last, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert main(["predict", "--checkpoint", str(junk), "--out", str(tmp_path / "o")]) == 2
+    assert "not an unsupseg checkpoint" in capsys.readouterr().err
+    missing = tmp_path / "missing.pt"
+    assert main(["predict", "--checkpoint", str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--checkpoint", str(last), "--finetune", "-1"])
+    assert exit_info.value.code == 2
+    (tmp_path / "broken.png").write_bytes(b"nope")
+    good = images / "val" / "img0.png"
+    out = tmp_path / "o"
+    code = main(["predict", str(tmp_path / "broken.png"), str(good),
+                 "--checkpoint", str(last), "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 1
+    assert [p.name for p in out.iterdir()] == ["img0"]
+    assert "broken.png" in capsys.readouterr().err
+
+
+def test_ranks_split_the_inputs(last, images, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    out = tmp_path / "rank1"
+    code = main(["predict", str(images / "val"), "--checkpoint", str(last),
+                 "--out", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["img1", "img3"]

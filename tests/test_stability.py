@@ -1,13 +1,16 @@
-"""``unsupseg stability``: merging curves of several runs, grouped, across seeds.
+"""The stability analysis: merging curves of several runs, grouped, across seeds.
 
 Run folders are written in the real format of ``unsupseg train`` (config.json, and a
 metrics.csv with its header, per-epoch rows and train_step rows that must be ignored)
-with known numbers; one test reads a real tiny training run.
+with known numbers; one test reads a real tiny training run. Library behaviour is tested
+through :func:`unsupseg.analysis.stability`; a few tests run ``unsupseg stability`` for
+its arguments, exit codes and files.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -15,15 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from unsupseg.analysis import stability
+from unsupseg.analysis.label_stability import CSV_COLUMNS, read_run_curve
 from unsupseg.cli import main
-from unsupseg.stability import (
-    CSV_COLUMNS,
-    RunCurve,
-    StabilityError,
-    read_run_curve,
-    summarise_stability,
-    write_stability,
-)
+from unsupseg.errors import ConfigError, RunFolderError
 
 HEADER = "epoch,step,split,loss,loss_seg,loss_aux,unique_labels,lr,seconds"
 #: unique_labels of the train_step rows: far from every epoch value, so counting them
@@ -86,8 +84,18 @@ def runs(tmp_path) -> list[Path]:
     return folders
 
 
-def curves_of(folders: list[Path], split: str = "val") -> list[RunCurve]:
-    return [read_run_curve(folder, split) for folder in folders]
+@pytest.fixture
+def unsupseg_log(caplog) -> pytest.LogCaptureFixture:
+    """The records of the ``unsupseg`` logger, caught on the logger itself (the CLI stops
+    it from propagating to the root logger, where caplog listens)."""
+    logger = logging.getLogger("unsupseg")
+    propagate = logger.propagate
+    logger.propagate = False
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="unsupseg")
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.propagate = propagate
 
 
 # --------------------------------------------------------------------------------------
@@ -124,8 +132,10 @@ def test_read_run_curve_takes_the_dataset_trained_on(tmp_path):
 
 
 def test_summary_mean_sample_std_min_max_per_group_and_epoch(runs):
-    summary = summarise_stability(curves_of(runs), "architecture")
-    assert [g["group"] for g in summary] == ["base", "autoencoder"]  # the seed's order
+    result = stability(runs)  # out=None: nothing written
+    assert result.out is None and result.files == [] and result.split == "val"
+    summary = result.groups
+    assert [g["group"] for g in summary] == ["base", "autoencoder"]  # the thesis' order
     base, autoencoder = summary
     assert base["seeds"] == [0, 1, 2] and autoencoder["seeds"] == [0, 1]
     by_epoch = {row["epoch"]: row for row in base["epochs"]}
@@ -156,34 +166,40 @@ def test_grouping_by_architecture_and_dataset_or_by_preset(tmp_path):
         make_run(tmp_path, "c", val=[5.0], seed=0, dataset="msrc"),
         make_run(tmp_path, "d", val=[4.0], seed=0, preset="base-bsds500", dataset="folder"),
     ]
-    curves = curves_of(folders)
-    by_arch = {g["group"]: g for g in summarise_stability(curves, "architecture")}
+    by_arch = {g["group"]: g for g in stability(folders, group_by="architecture").groups}
     # several data sets: the dataset is part of the group and of its label
     assert set(by_arch) == {"base (bsds500)", "base (msrc)", "base (folder)"}
     assert by_arch["base (bsds500)"]["epochs"][0]["mean"] == 7.0
     assert by_arch["base (bsds500)"]["runs"] == [str(folders[0]), str(folders[1])]
-    by_preset = {g["group"]: g for g in summarise_stability(curves, "preset")}
+    by_preset = {g["group"]: g for g in stability(folders, group_by="preset").groups}
     assert set(by_preset) == {"base-bsds500", "base-deep-bsds500", "base-msrc",
                               "base-bsds500 (folder)"}  # fmt: skip
     assert by_preset["base-bsds500"]["epochs"][0]["mean"] == 8.0
     # one data set: the label is the architecture alone
-    single = summarise_stability(curves[:2], "architecture")
+    single = stability(folders[:2]).groups
     assert [g["group"] for g in single] == ["base"]
-    with pytest.raises(StabilityError, match="group_by"):
-        summarise_stability(curves, "seed")
+    with pytest.raises(ConfigError, match="group_by"):
+        stability(folders, group_by="seed")
+    with pytest.raises(ConfigError, match="split"):
+        stability(folders, split="test")
+    with pytest.raises(ConfigError, match="no runs"):
+        stability([])
 
 
 # --------------------------------------------------------------------------------------
 # Outputs
 
 
-def test_write_stability_files_and_summary_contract(runs, tmp_path):
+def test_outputs_files_and_summary_contract(runs, tmp_path):
     out = tmp_path / "out"
-    summary = write_stability(out, curves_of(runs), "architecture", "val")
+    result = stability(runs, group_by="architecture", split="val", out=out)
+    summary = result.summary
     assert sorted(p.name for p in out.iterdir()) == [
         "stability.csv", "stability.md", "stability.png", "summary.json"
     ]  # fmt: skip
+    assert sorted(result.files) == sorted(out.iterdir()) and result.out == out
     assert json.loads((out / "summary.json").read_text()) == summary
+    assert summary == stability(runs).summary  # the same contents without writing
     assert set(summary) == {"kind", "title", "split", "runs", "tables", "figures"}
     assert summary["kind"] == "stability" and summary["split"] == "val"
     assert summary["runs"][0] == {"run": str(runs[0]), "group": "autoencoder",
@@ -214,6 +230,7 @@ def test_write_stability_files_and_summary_contract(runs, tmp_path):
     markdown = (out / "stability.md").read_text()
     assert "| base | 3 (0, 1, 2) | 3 | 12.00 ± 2.00 | 4.00 ± 1.00 |" in markdown
     assert "stability.png" in markdown
+    assert result.markdown in markdown
 
     png = out / "stability.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -246,20 +263,32 @@ def test_cli_end_to_end(runs, tmp_path, capsys):
     assert {r["group"] for r in summary["runs"]} == {"base-bsds500", "autoencoder-bsds500"}
 
 
-def test_default_split_is_train_when_a_run_has_no_val_rows(tmp_path, capsys):
+def test_split_none_is_train_when_a_run_has_no_val_rows(tmp_path):
+    with_val = make_run(tmp_path, "a", val=[5.0, 4.0], seed=0)
+    no_val = make_run(tmp_path, "b", val=None, train=[7.0, 3.0], seed=1)
+    result = stability([with_val, no_val], split=None)
+    assert result.split == result.summary["split"] == "train"
+    assert [r["first"] for r in result.summary["runs"]] == [6.0, 7.0]
+    assert stability([with_val], split=None).split == "val"
+    # asking for val explicitly is an error that names the run without val rows
+    with pytest.raises(ConfigError) as error:
+        stability([with_val, no_val], split="val")
+    message = str(error.value)
+    assert str(no_val) in message and "'val'" in message and str(with_val) not in message
+
+
+def test_cli_default_split_and_a_missing_split(tmp_path, capsys):
     with_val = make_run(tmp_path, "a", val=[5.0, 4.0], seed=0)
     no_val = make_run(tmp_path, "b", val=None, train=[7.0, 3.0], seed=1)
     out = tmp_path / "out"
     assert main(["stability", str(with_val), str(no_val), "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["split"] == "train"
-    assert [r["first"] for r in summary["runs"]] == [6.0, 7.0]
+    assert json.loads((out / "summary.json").read_text())["split"] == "train"
     capsys.readouterr()
-    # asking for val explicitly is an error that names the run without val rows
     assert main(["stability", str(with_val), str(no_val), "--split", "val",
-                 "--out", str(out)]) == 2  # fmt: skip
-    error = capsys.readouterr().err
-    assert str(no_val) in error and "'val'" in error and str(with_val) not in error
+                 "--out", str(tmp_path / "other")]) == 2  # fmt: skip
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(no_val) in error and "'val'" in error
+    assert not (tmp_path / "other").exists()
 
 
 def _corrupt_json(folder: Path) -> None:
@@ -298,46 +327,80 @@ def _no_metrics(folder: Path) -> None:
         (_bad_number, "line"),
         (_wrong_header, "unique_labels"),
         (_no_epoch_rows, "no epoch rows"),
-        (_no_metrics, "not a training run folder"),
+        (_no_metrics, "not a run folder of unsupseg train (no metrics.csv"),
     ],
 )
-def test_bad_run_folders_are_one_clear_error(tmp_path, capsys, damage, message):
+def test_bad_run_folders_are_one_clear_error(tmp_path, damage, message):
     good = make_run(tmp_path, "good", val=[5.0, 4.0], seed=0)
     bad = make_run(tmp_path, "bad", val=[5.0, 4.0], seed=1)
     damage(bad)
     out = tmp_path / "out"
-    assert main(["stability", str(good), str(bad), "--out", str(out)]) == 2
-    error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1, error
-    assert str(bad) in error and message in error
+    with pytest.raises(RunFolderError) as error:
+        stability([good, bad], out=out)
+    text = str(error.value)
+    assert len(text.splitlines()) == 1, text
+    assert str(bad) in text and message in text
     assert not out.exists()  # nothing written
 
 
+def test_cli_bad_run_folder_is_exit_status_2_and_one_line(tmp_path, capsys):
+    good = make_run(tmp_path, "good", val=[5.0, 4.0], seed=0)
+    bad = make_run(tmp_path, "bad", val=[5.0, 4.0], seed=1)
+    _corrupt_json(bad)
+    out = tmp_path / "out"
+    assert main(["stability", str(good), str(bad), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(bad) in error and "not valid JSON" in error
+    assert not out.exists()
+
+
 def test_missing_folder_is_an_error(tmp_path, capsys):
+    with pytest.raises(RunFolderError, match="no such run folder"):
+        stability([tmp_path / "nowhere"])
     assert main(["stability", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
-    assert "no such folder" in capsys.readouterr().err
+    assert "no such run folder" in capsys.readouterr().err
 
 
-def test_repeated_seed_in_a_group_warns_but_counts_both(tmp_path, capsys):
+def test_repeated_seed_in_a_group_warns_but_counts_both(tmp_path, unsupseg_log):
     first = make_run(tmp_path, "a", val=[6.0], seed=0)
     second = make_run(tmp_path, "b", val=[8.0], seed=0)
     other = make_run(tmp_path, "c", val=[3.0], seed=0, architecture="classifier")
     out = tmp_path / "out"
-    assert main(["stability", str(first), str(second), str(other), "--out", str(out)]) == 0
-    error = capsys.readouterr().err
-    assert "both seed 0" in error and str(second) in error
-    assert str(other) not in error  # another group: no clash
+    stability([first, second, other], out=out)
+    warnings = [r.getMessage() for r in unsupseg_log.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "both seed 0" in warnings[0] and str(second) in warnings[0]
+    assert str(other) not in warnings[0]  # another group: no clash
     lines = (out / "stability.csv").read_text().splitlines()
     assert "base,1,2,7,1.41421,6,8" in lines
+
+
+def test_an_epoch_without_unique_labels_is_skipped_with_a_warning(tmp_path, unsupseg_log):
+    folder = make_run(tmp_path, "a", val=[6.0, 5.0, 4.0], train=[7.0, 6.0, 5.5], seed=0)
+    text = (folder / "metrics.csv").read_text().replace(",5.0,0.001,", ",,0.001,")
+    (folder / "metrics.csv").write_text(text)
+    curve = read_run_curve(folder, "val")
+    assert curve.epochs == [1, 3] and curve.unique_labels == [6.0, 4.0]
+    assert any("no unique_labels for val epoch 2" in r.getMessage() for r in unsupseg_log.records)
 
 
 # --------------------------------------------------------------------------------------
 # A real run
 
 
+def _blocks(rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """Three vertical colour bands and a brighter lower part, with noise."""
+    image = np.zeros((size, size, 3))
+    for band, colour in zip(np.array_split(np.arange(size), 3), rng.integers(0, 256, (3, 3)),
+                            strict=True):  # fmt: skip
+        image[:, band] = colour
+    image[rng.integers(size // 4, 3 * size // 4) :] += 40
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def test_a_real_tiny_training_run(tmp_path, capsys):
     import torch
-    from test_train import _blocks, train_cli
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -348,13 +411,13 @@ def test_a_real_tiny_training_run(tmp_path, capsys):
             for i in range(n):
                 Image.fromarray(_blocks(rng)).save(tmp_path / "data" / split / f"img{i}.png")
         run = tmp_path / "run"
-        code = train_cli(
-            "--preset", "base-cifar10", "--q", "8", "--epochs", "2", "--batch-size", "4",
-            "--seed", "5", "--dataset", "folder", "--data-root", tmp_path / "data",
-            "--split", "train", "--val-split", "val", "--cache-dir", tmp_path / "cache",
-            "--slic-workers", "1", "--num-workers", "0", "--figures-every", "100", "--quiet",
-            "--out", run,
-        )  # fmt: skip
+        code = main([
+            "train", "--preset", "base-cifar10", "--q", "8", "--epochs", "2",
+            "--batch-size", "4", "--seed", "5", "--dataset", "folder",
+            "--data-root", str(tmp_path / "data"), "--split", "train", "--val-split", "val",
+            "--cache-dir", str(tmp_path / "cache"), "--slic-workers", "1",
+            "--num-workers", "0", "--figures-every", "100", "--quiet", "--out", str(run),
+        ])  # fmt: skip
         assert code == 0
     finally:
         torch.set_num_threads(threads)
@@ -362,8 +425,7 @@ def test_a_real_tiny_training_run(tmp_path, capsys):
     assert (curve.architecture, curve.dataset, curve.seed) == ("base", "folder", 5)
     assert curve.epochs == [1, 2]
     assert all(1 <= value <= 8 for value in curve.unique_labels)
-    out = tmp_path / "out"
-    assert main(["stability", str(run), "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = stability([run], out=tmp_path / "out").summary
     assert summary["split"] == "val"
     assert summary["runs"][0]["last"] == pytest.approx(curve.unique_labels[-1])
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary

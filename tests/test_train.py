@@ -1,14 +1,19 @@
-"""Dataset-level training: the algorithm, outputs, resume, DDP and checkpoint safety.
+"""Dataset-level training: the algorithm, the settings, outputs, resume, DDP and
+checkpoint safety.
 
 Tiny data sets are written in their real formats (a folder of PNGs with train/ and val/,
 pickled CIFAR-10 batches, an MSRC-v2 folder); one run uses the real BSDS500 when
-``../shared/data`` is present.
+``../shared/data`` is present. Library behaviour is tested through
+:func:`unsupseg.training.train` and :func:`unsupseg.load_checkpoint`; a few tests run
+``unsupseg train`` for its arguments, exit codes and files.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import logging
 import os
 import pickle
 import subprocess
@@ -18,24 +23,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 
+import unsupseg
+from unsupseg.algorithm import IGNORE_INDEX, self_training_loss
+from unsupseg.cli import build_parser, main
 from unsupseg.data import SuperpixelCache, TrainingDataset, collate, open_dataset
-from unsupseg.lightning import EpochSampler, SegmentationModule, count_unique_labels
-from unsupseg.models import build_model
-from unsupseg.train import (
-    CSV_COLUMNS,
-    TrainError,
-    build_train_parser,
-    default_data_root,
-    load_checkpoint,
-    load_trained_model,
+from unsupseg.errors import CheckpointError, ConfigError, DatasetError
+from unsupseg.models import build_model, get_preset
+from unsupseg.models.checkpoint import load_checkpoint
+from unsupseg.run_folder import METRICS_COLUMNS, read_metrics
+from unsupseg.training import (
+    EpochSampler,
+    SegmentationModule,
+    TrainConfig,
+    count_unique_labels,
     open_training_sets,
-    resolve_settings,
-    run_train,
+    resolve_config,
+    train,
 )
+from unsupseg.training.figures import save_loss_curves, save_unique_labels_curve
 
-REPO = Path(__file__).resolve().parents[1]
+#: The keys of config.json's ``settings`` (and of each checkpoint's): its format.
+SETTINGS_KEYS = [
+    "preset", "out", "dataset", "data_root", "split", "val_split", "limit", "val_limit",
+    "epochs", "lr", "batch_size", "optimizer", "momentum", "lr_step_size", "lr_gamma",
+    "aux_weight", "q", "crop_size", "image_size", "refine", "slic_segments",
+    "slic_compactness", "label_slic_segments", "label_slic_compactness", "seed", "log_every",
+    "figures_every", "device", "precision", "deterministic", "num_workers", "slic_workers",
+    "cache_dir", "resume", "quiet",
+]  # fmt: skip
+#: The keys of a plain checkpoint (model-last.pt, model-best.pt): its format.
+PLAIN_CHECKPOINT_KEYS = {
+    "format", "format_version", "preset", "architecture", "dataset", "trained_on",
+    "model_overrides", "q", "image_size", "crop_size", "multi_label", "n_classes",
+    "class_names", "refine", "slic", "seed", "settings", "versions", "validation", "epoch",
+    "global_step", "metrics", "state_dict",
+}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -110,9 +135,15 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 
 def train_cli(*argv: str) -> int:
-    """``unsupseg train ARGS`` through this module's parser."""
-    args = build_train_parser().parse_args(["train", *map(str, argv)])
-    return run_train(args)
+    """``unsupseg train ARGS`` through the command line's ``main``; the ``unsupseg``
+    logger is left as it was (``main`` sends it to stderr, which capsys reads)."""
+    logger = logging.getLogger("unsupseg")
+    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
+    try:
+        return main(["train", *map(str, argv)])
+    finally:
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)
 
 
 def folder_args(tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:
@@ -121,6 +152,15 @@ def folder_args(tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:
         "--val-split", "val", "--cache-dir", tiny["cache"], "--slic-workers", "1",
         "--num-workers", "0", "--quiet", "--out", out, *extra,
     ]  # fmt: skip
+
+
+def folder_config(tiny: dict[str, Path], out: Path, **settings) -> TrainConfig:
+    """The library's counterpart of :func:`folder_args`."""
+    return TrainConfig(
+        dataset="folder", data_root=tiny["folder"], split="train", val_split="val",
+        cache_dir=tiny["cache"], slic_workers=1, num_workers=0, quiet=True, out=out,
+        **settings,
+    )  # fmt: skip
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -178,7 +218,7 @@ def test_loss_falls_on_a_fixed_batch(tiny, preset, data, q):
     assert 1 <= float(terms["unique_labels"]) <= model.q
 
 
-def test_padding_is_ignored_and_label_slic_ids_wrap_modulo_q(tiny):
+def test_padding_is_ignored_and_label_slic_ids_wrap_modulo_q():
     labels = torch.tensor([[[0, 0, 1], [2, 2, 1]], [[3, 3, 3], [3, 0, 0]]])
     valid = torch.ones_like(labels, dtype=torch.bool)
     valid[1, 1, 1:] = False  # the label 0 of image 1 lies in the padding
@@ -189,12 +229,17 @@ def test_padding_is_ignored_and_label_slic_ids_wrap_modulo_q(tiny):
     image = torch.rand(2, 3, 16, 16)
     superpixels = torch.zeros(2, 16, 16, dtype=torch.int64)
     superpixels[:, 12:] = -1  # padding rows
-    targets = module.refine(torch.randint(0, 3, (2, 16, 16)), superpixels)
-    assert 0 <= int(targets.min()) and int(targets.max()) < 3
-    terms = module.compute_losses(
-        {"image": image, "superpixels": superpixels, "target": torch.zeros(2, dtype=torch.long)}
-    )
+    targets = module.refinement(torch.randint(0, 3, (2, 16, 16)), superpixels)
+    assert (targets[:, 12:] == IGNORE_INDEX).all()
+    assert 0 <= int(targets[:, :12].min()) and int(targets[:, :12].max()) < 3
+    batch = {"image": image, "superpixels": superpixels, "target": torch.zeros(2).long()}
+    terms = module.compute_losses(batch)
     assert torch.isfinite(terms["loss"])
+    # The segmentation term is the one step of unsupseg.algorithm, nothing else.
+    module.eval()
+    with torch.no_grad():
+        expected, _, _ = self_training_loss(module(image).response, superpixels, module.refinement)
+        assert torch.equal(module.compute_losses(batch)["loss_seg"], expected)
 
 
 def test_epoch_sampler_depends_on_seed_and_epoch_only():
@@ -217,46 +262,120 @@ def test_epoch_sampler_depends_on_seed_and_epoch_only():
 
 
 # --------------------------------------------------------------------------------------
-# Data and settings
+# Settings and data
+
+
+def test_config_has_defaults_and_the_preset_fills_it(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig().preset == "base-bsds500"  # every field has a default
+    documented = TrainConfig.__doc__
+    assert all(f.name in documented for f in dataclasses.fields(TrainConfig))
+    config = resolve_config(TrainConfig(preset="base-cifar10", data_root=tiny["folder"]))
+    assert list(config.settings()) == SETTINGS_KEYS
+    assert config.out == str(Path("runs") / "base-cifar10")  # relative to the current dir
+    preset = get_preset("base-cifar10")
+    assert (config.epochs, config.lr, config.q) == (preset.epochs, preset.lr, preset.q)
+    assert (config.crop_size, config.image_size, config.val_split) == (None, 32, "test")
+    assert (config.refine, config.seed, config.log_every, config.figures_every) == (
+        "superpixel-vote", 0, 50, 1
+    )  # fmt: skip
+    assert config.device == "cpu" or config.device.startswith("cuda")
+    assert config.data_root == str(tiny["folder"].resolve())
+    # n_segments / compactness set the SLIC of the chosen refinement.
+    slic = resolve_config(TrainConfig(preset="base-cifar10", data_root=".", n_segments=50))
+    assert (slic.slic_segments, slic.label_slic_segments) == (50, 7)
+    label = resolve_config(
+        TrainConfig(preset="base-cifar10", data_root=".", refine="label-slic", n_segments=5,
+                    compactness=0.5, crop_size=0, val_split="none")
+    )  # fmt: skip
+    assert (label.slic_segments, label.label_slic_segments) == (None, 5)
+    assert (label.label_slic_compactness, label.crop_size, label.val_split) == (0.5, None, None)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"preset": "nope"}, "unknown preset"),
+        ({"epochs": 0}, "epochs must be"),
+        ({"lr": float("nan")}, "lr must be"),
+        ({"refine": "vote"}, "refine must be one of"),
+        ({"optimizer": "lbfgs"}, "optimizer must be"),
+        ({"image_size": 64}, "image_size is the preset's"),
+        ({"device": "cpu", "precision": "bf16-mixed"}, "needs a GPU"),
+    ],
+)
+def test_invalid_settings_are_config_errors(settings, message):
+    config = TrainConfig(**{"preset": "base-cifar10", "data_root": ".", **settings})
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(config)
 
 
 def test_msrc_validation_is_every_fifth_image(tiny, tmp_path):
-    args = build_train_parser().parse_args(
-        ["train", "--preset", "classifier-msrc", "--data-root", str(tiny["msrc"]),
-         "--out", str(tmp_path / "run")]
-    )  # fmt: skip
-    settings = resolve_settings(args)
-    assert settings.val_split == "holdout" and settings.crop_size == 160
-    train, val, description = open_training_sets(settings)
+    config = resolve_config(
+        TrainConfig(preset="classifier-msrc", data_root=tiny["msrc"], out=tmp_path / "run")
+    )
+    assert config.val_split == "holdout" and config.crop_size == 160
+    train_set, val, description = open_training_sets(config)
     all_ids = open_dataset("msrc", tiny["msrc"], "train").ids
-    assert val.ids == all_ids[::5] and train.ids == [i for i in all_ids if i not in val.ids]
+    assert val.ids == all_ids[::5] and train_set.ids == [i for i in all_ids if i not in val.ids]
     assert "every 5th" in description
-    assert train.multilabel and train.label(0).shape == (23,)
+    assert train_set.multilabel and train_set.label(0).shape == (23,)
 
 
-def test_default_data_root_and_clear_errors(tiny, tmp_path, monkeypatch, caplog):
+def test_default_data_root_and_clear_errors(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("UNSUPSEG_DATA", raising=False)
-    with pytest.raises(TrainError, match="stl10_binary"):
-        default_data_root("stl10")
+    with pytest.raises(DatasetError, match="stl10_binary"):
+        resolve_config(TrainConfig(preset="base-stl10"))
     (tmp_path / "data" / "cifar10_partial").mkdir(parents=True)
     monkeypatch.setenv("UNSUPSEG_DATA", str(tmp_path / "data"))
-    assert default_data_root("cifar10") == tmp_path / "data" / "cifar10_partial"
+    config = resolve_config(TrainConfig(preset="base-cifar10"))
+    assert config.data_root == str((tmp_path / "data" / "cifar10_partial").resolve())
     # The classifier needs image labels; a folder has none.
-    code = train_cli("--preset", "classifier-msrc", *folder_args(tiny, tmp_path / "c"))
-    assert code == 2 and "image-level labels" in caplog.text
+    with pytest.raises(ConfigError, match="image-level labels"):
+        train(folder_config(tiny, tmp_path / "c", preset="classifier-msrc"))
+    # On the command line, a data set that is not there is one line and exit status 2.
     code = train_cli(
         "--preset", "base-bsds500", "--data-root", tmp_path / "nothing", "--out", tmp_path / "d"
     )
-    assert code == 2 and "images/{train,val}" in caplog.text
+    assert code == 2 and "images/{train,val}" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
 
 
-def test_every_option_has_help():
-    parser = build_train_parser()
-    train_parser = parser._subparsers._group_actions[0].choices["train"]
-    options = [a for a in train_parser._actions if a.option_strings and a.dest != "help"]
+def test_every_option_has_help_and_is_a_config_field():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    options = [a for a in commands["train"]._actions if a.option_strings and a.dest != "help"]
     assert len(options) >= 30
     assert all(a.help for a in options), [a.dest for a in options if not a.help]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert {a.dest for a in options} <= fields
+    out = next(a for a in options if a.dest == "out")
+    assert "runs/<preset>" in out.help and "current directory" in out.help
+
+
+def test_train_is_documented_in_the_package():
+    assert unsupseg.train is train and unsupseg.TrainConfig is TrainConfig
+    for section in ("Parameters", "Returns", "Raises", "Examples"):
+        assert section in train.__doc__, section
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, unsupseg.training; print('torch' in sys.modules)"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    assert done.stdout.strip() == "False"  # importing the package has no heavy side effect
+
+
+def test_figures_take_the_empty_cells_of_metrics_csv(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        ",".join(METRICS_COLUMNS) + "\n1,2,train,1.5,1.5,,4.5,0.001,0.2\n"
+        "1,2,val,1.25,1.25,,3,,0.3\n"
+    )
+    rows = read_metrics(path)
+    assert rows[0]["loss_aux"] is None
+    save_loss_curves(tmp_path / "loss.png", rows)
+    save_unique_labels_curve(tmp_path / "unique.png", rows)
+    assert Image.open(tmp_path / "loss.png").size[0] > 200
+    assert Image.open(tmp_path / "unique.png").size[0] > 200
 
 
 # --------------------------------------------------------------------------------------
@@ -266,23 +385,26 @@ def test_every_option_has_help():
 @pytest.fixture(scope="module")
 def autoencoder_run(tiny, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "ae"
-    code = train_cli(
-        "--preset", "autoencoder-cifar10", "--q", "16", "--epochs", "2", "--batch-size", "4",
-        "--optimizer", "adam", "--lr", "0.01", "--log-every", "1",
-        *folder_args(tiny, out),
+    result = train(
+        folder_config(
+            tiny, out, preset="autoencoder-cifar10", q=16, epochs=2, batch_size=4,
+            optimizer="adam", lr=0.01, log_every=1,
+        )
     )  # fmt: skip
-    assert code == 0
+    assert result.out == out and result.rank == 0
+    assert result.model_last == out / "checkpoints" / "model-last.pt"
     return out
 
 
 def test_run_writes_metrics_figures_and_checkpoints(autoencoder_run):
     out = autoencoder_run
     config = json.loads((out / "config.json").read_text())
+    assert list(config["settings"]) == SETTINGS_KEYS
     assert config["settings"]["q"] == 16 and config["settings"]["epochs"] == 2
     assert config["train_images"] == 8 and config["val_images"] == 4
     assert {"torch", "lightning"} <= set(config["versions"])
     rows = read_csv(out / "metrics.csv")
-    assert tuple(rows[0]) == CSV_COLUMNS
+    assert tuple(rows[0]) == METRICS_COLUMNS
     epochs = [(r["epoch"], r["split"]) for r in rows if r["split"] != "train_step"]
     assert epochs == [("1", "train"), ("1", "val"), ("2", "train"), ("2", "val")]
     steps = [int(r["step"]) for r in rows if r["split"] == "train_step"]
@@ -310,15 +432,26 @@ def test_checkpoints_load_with_weights_only_and_reproduce_the_run(autoencoder_ru
     checkpoints = autoencoder_run / "checkpoints"
     for name in ("last.ckpt", "best.ckpt", "model-last.pt", "model-best.pt"):
         assert isinstance(torch.load(checkpoints / name, weights_only=True), dict)
-    model, info = load_trained_model(checkpoints / "model-last.pt", "cpu")
+    # The file format: the plain checkpoint's keys, and the Lightning checkpoint's
+    # record without progress (Lightning's own epoch and global_step say it).
+    plain = torch.load(checkpoints / "model-last.pt", weights_only=True)
+    assert set(plain) == PLAIN_CHECKPOINT_KEYS
+    lightning = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert set(lightning["unsupseg"]) == PLAIN_CHECKPOINT_KEYS - {
+        "epoch", "global_step", "metrics", "state_dict"
+    }  # fmt: skip
+    checkpoint = load_checkpoint(checkpoints / "model-last.pt", "cpu")
+    model, info = checkpoint.model, checkpoint.info
     assert not model.training and model.q == 16
-    assert info["preset"] == "autoencoder-cifar10" and info["model_overrides"] == {"q": 16}
-    assert info["image_size"] == 32 and info["refine"]["method"] == "superpixel-vote"
-    assert info["epoch"] == 2
+    assert info.preset == "autoencoder-cifar10" and info.model_overrides == {"q": 16}
+    assert info.image_size == 32 and info.refine["method"] == "superpixel-vote"
+    assert info.epoch == 2 and info.global_step == 4 and info.metrics["monitor"] == "val/loss"
+    assert info.settings == json.loads((autoencoder_run / "config.json").read_text())["settings"]
     # The model in last.ckpt is the same as in model-last.pt.
-    same, _ = load_checkpoint(checkpoints / "last.ckpt", architecture="autoencoder")
+    same = load_checkpoint(checkpoints / "last.ckpt", architecture="autoencoder")
+    assert same.info.global_step == 4 and same.info.settings == info.settings
     for key, value in model.state_dict().items():
-        assert torch.equal(value, same.state_dict()[key]), key
+        assert torch.equal(value, same.model.state_dict()[key]), key
     # Its argmax on the first validation image is the last snapshot of the run.
     image = open_dataset("folder", tiny["folder"], "val", 32).image(0)
     x = torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
@@ -331,34 +464,41 @@ def test_checkpoints_load_with_weights_only_and_reproduce_the_run(autoencoder_ru
 
 def test_checkpoint_safety(autoencoder_run, tmp_path):
     plain = autoencoder_run / "checkpoints" / "model-last.pt"
-    with pytest.raises(ValueError, match="preset 'autoencoder-cifar10'.*not the 'base-cifar10'"):
+    with pytest.raises(CheckpointError, match="preset 'autoencoder-cifar10'.*not the 'base-"):
         load_checkpoint(plain, preset="base-cifar10")
-    with pytest.raises(ValueError, match="'autoencoder' model.*not the 'classifier'"):
+    with pytest.raises(CheckpointError, match="'autoencoder' model.*not the 'classifier'"):
         load_checkpoint(plain, architecture="classifier")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(os.urandom(2048))
-    with pytest.raises(ValueError, match="not an unsupseg checkpoint"):
+    with pytest.raises(CheckpointError, match="not an unsupseg checkpoint"):
         load_checkpoint(junk)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
-    with pytest.raises(ValueError, match="not an unsupseg checkpoint"):
+    with pytest.raises(CheckpointError, match="not an unsupseg checkpoint"):
         load_checkpoint(foreign)
     tampered = torch.load(plain, weights_only=True)
     tampered["model_overrides"] = {"q": 8}
     torch.save(tampered, tmp_path / "tampered.pt")
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(tmp_path / "tampered.pt")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_an_existing_run_is_not_overwritten(autoencoder_run, tiny, caplog):
+def test_an_existing_run_is_not_overwritten(autoencoder_run, tiny, capsys):
+    before = {p: p.read_bytes() for p in (autoencoder_run / "checkpoints").iterdir()}
+    before[autoencoder_run / "metrics.csv"] = (autoencoder_run / "metrics.csv").read_bytes()
+    with pytest.raises(ConfigError, match="--resume"):
+        train(folder_config(tiny, autoencoder_run, preset="autoencoder-cifar10"))
+    with pytest.raises(ConfigError, match="holds a run of preset 'autoencoder-cifar10'"):
+        train(folder_config(tiny, autoencoder_run, preset="base-cifar10", resume=True))
+    with pytest.raises(ConfigError, match="trained with q=16"):
+        train(folder_config(tiny, autoencoder_run, preset="autoencoder-cifar10", q=8,
+                            resume=True))  # fmt: skip
+    assert {p: p.read_bytes() for p in before} == before
+    # The command line says so in one line, with exit status 2.
     code = train_cli("--preset", "autoencoder-cifar10", *folder_args(tiny, autoencoder_run))
-    assert code == 2 and "--resume" in caplog.text
-    code = train_cli(
-        "--preset", "base-cifar10", "--resume", *folder_args(tiny, autoencoder_run)
-    )  # fmt: skip
-    assert code == 2 and "autoencoder-cifar10" in caplog.text
+    assert code == 2 and "--resume" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------
@@ -367,19 +507,19 @@ def test_an_existing_run_is_not_overwritten(autoencoder_run, tiny, caplog):
 
 def test_resume_reaches_the_weights_of_an_uninterrupted_run(tiny, tmp_path):
     """Classifier (dropout: the global generator), SGD momentum, StepLR every epoch."""
-    common = [
-        "--preset", "classifier-cifar10", "--data-root", tiny["cifar"], "--batch-size", "3",
-        "--lr", "0.05", "--lr-step-size", "1", "--lr-gamma", "0.5", "--seed", "5",
-        "--figures-every", "5", "--cache-dir", tiny["cache"], "--slic-workers", "1",
-        "--num-workers", "0", "--quiet",
-    ]  # fmt: skip
-    assert train_cli(*common, "--epochs", "2", "--out", tmp_path / "straight") == 0
-    assert train_cli(*common, "--epochs", "1", "--out", tmp_path / "split") == 0
+    common = dict(
+        preset="classifier-cifar10", data_root=tiny["cifar"], batch_size=3, lr=0.05,
+        lr_step_size=1, lr_gamma=0.5, seed=5, figures_every=5, cache_dir=tiny["cache"],
+        slic_workers=1, num_workers=0, quiet=True,
+    )  # fmt: skip
+    train(TrainConfig(**common, epochs=2, out=tmp_path / "straight"))
+    train(TrainConfig(**common, epochs=1, out=tmp_path / "split"))
     # Resume with only what changes: the rest comes from the stored config.json.
-    assert train_cli(
-        "--preset", "classifier-cifar10", "--epochs", "2", "--resume", "--quiet",
-        "--cache-dir", tiny["cache"], "--num-workers", "0", "--out", tmp_path / "split",
-    ) == 0  # fmt: skip
+    resumed_run = train(
+        TrainConfig(preset="classifier-cifar10", epochs=2, resume=True, quiet=True,
+                    cache_dir=tiny["cache"], num_workers=0, out=tmp_path / "split")
+    )  # fmt: skip
+    assert resumed_run.config.lr == 0.05 and resumed_run.config.data_root == str(tiny["cifar"])
     straight = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)
     resumed = torch.load(tmp_path / "split/checkpoints/last.ckpt", weights_only=True)
     assert straight["epoch"] == resumed["epoch"] and straight["global_step"] == 8
@@ -399,6 +539,12 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(tiny, tmp_path):
         {k: v for k, v in r.items() if k not in strip} for r in rows_resumed
     ]
     assert [r["lr"] for r in rows_straight if r["split"] == "train"] == ["0.05", "0.025"]
+    settings = [
+        json.loads((tmp_path / run / "config.json").read_text())["settings"]
+        for run in ("straight", "split")
+    ]
+    differ = {k for k in SETTINGS_KEYS if settings[0][k] != settings[1][k]}
+    assert differ == {"out", "resume", "slic_workers"}  # workers: this process's, not stored
 
 
 def test_two_process_ddp_on_cpu(tiny, tmp_path):
@@ -406,24 +552,25 @@ def test_two_process_ddp_on_cpu(tiny, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "unsupseg.train", "--preset", "base-cifar10", "--q", "8", "--epochs", "1",
+        "-m", "unsupseg.cli", "train", "--preset", "base-cifar10", "--q", "8", "--epochs", "1",
         "--batch-size", "2", "--log-every", "1", "--refine", "label-slic",
         *map(str, folder_args(tiny, out)),
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("done: ") == 1  # only the first process says where it is
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2
     rows = read_csv(out / "metrics.csv")
     # 8 images, 2 processes x batches of 2: 2 optimiser steps.
     assert [r["step"] for r in rows if r["split"] == "train_step"] == ["1", "2"]
-    model, info = load_checkpoint(out / "checkpoints" / "model-last.pt", preset="base-cifar10")
-    assert info["global_step"] == 2 and model.q == 8
-    assert info["refine"] == {"method": "label-slic", "n_segments": 7, "compactness": 1e-4}
+    checkpoint = load_checkpoint(out / "checkpoints" / "model-last.pt", preset="base-cifar10")
+    assert checkpoint.info.global_step == 2 and checkpoint.model.q == 8
+    assert checkpoint.info.refine == {"method": "label-slic", "n_segments": 7, "compactness": 1e-4}
     assert (out / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_real_bsds500_photos_preset(bsds500, tmp_path):
+def test_real_bsds500_photos_preset(bsds500, tmp_path, capsys):
     out = tmp_path / "bsds"
     code = train_cli(
         "--preset", "base-bsds500", "--data-root", bsds500, "--limit", "4", "--val-limit", "2",
@@ -432,11 +579,12 @@ def test_real_bsds500_photos_preset(bsds500, tmp_path):
         "--out", out,
     )  # fmt: skip
     assert code == 0
+    assert f"done: {out / 'metrics.csv'}" in capsys.readouterr().err
     config = json.loads((out / "config.json").read_text())
     assert config["train_images"] == 4 and config["val_images"] == 2
     assert config["validation"] == "bsds500 split 'val'"
     rows = read_csv(out / "metrics.csv")
     assert {r["split"] for r in rows} >= {"train", "val"}
     assert (out / "figures" / "panel_epoch001.png").is_file()
-    _, info = load_checkpoint(out / "checkpoints" / "model-best.pt", preset="base-bsds500")
-    assert info["image_size"] is None and info["crop_size"] == 48
+    info = load_checkpoint(out / "checkpoints" / "model-best.pt", preset="base-bsds500").info
+    assert info.image_size is None and info.crop_size == 48

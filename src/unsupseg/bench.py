@@ -1,12 +1,18 @@
-"""Benchmarks: ``unsupseg bench refine`` and ``unsupseg bench segment``.
+"""Speed benchmarks of the library, against the reference code and the thesis.
 
-Each prints a table and, with ``--json FILE``, writes its figures. Times are medians
-over repeats, measured side by side in one process, so ratios are what to quote.
+- :func:`bench_refine`: the superpixel vote, the reference code's loop against
+  unsupseg's single bincount;
+- :func:`bench_segment`: seconds per iteration of per-image segmentation, the reference
+  step against unsupseg's variants, then the time to the stop rule on a real photo;
+- :func:`bench_train`: training throughput of each preset beside the thesis' wall times.
+
+Each returns its figures as a dict of plain values (what ``unsupseg bench ... --json``
+writes) with :func:`machine`'s description of the computer. Times are medians over
+repeats, measured side by side in one process, so ratios are what to quote.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -16,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,134 +31,47 @@ import torch
 import torch.nn.functional as F
 from skimage.transform import resize
 
+from unsupseg.algorithm import Refinement, self_training_loss
+from unsupseg.data.cache import default_slic_params
+from unsupseg.data.locate import default_data_root
 from unsupseg.device import resolve_device
-from unsupseg.io import as_rgb_float, read_image, write_json
+from unsupseg.errors import ConfigError, DatasetError
+from unsupseg.io import as_rgb_float, read_image
 from unsupseg.models.kanezaki import KanezakiNet
+from unsupseg.models.registry import PRESETS, Preset, build_model, get_preset
+from unsupseg.outputs import library_versions
 from unsupseg.per_image import segment
 from unsupseg.refine import refine_by_superpixel_vote
 from unsupseg.samples import sample_image
 from unsupseg.superpixels import slic_superpixels
+from unsupseg.thesis import THESIS_TRAIN_IMAGES, thesis_images_per_second
 
 log = logging.getLogger("unsupseg")
 
-#: The benchmark image size of the issue and the reference code: BSDS500's 481x321.
+__all__ = [
+    "BENCH_SHAPE",
+    "bench_image",
+    "bench_refine",
+    "bench_segment",
+    "bench_train",
+    "cpu_supports_bf16",
+    "default_stop_image",
+    "machine",
+    "pixels_of_superpixels",
+    "refine_by_loop_reference",
+    "time_step_variant",
+]
+
+#: The benchmark image size of the reference code, (height, width): BSDS500's 481x321.
 BENCH_SHAPE = (321, 481)
-#: Where the real BSDS500 photo for the stop-rule timing is looked for by default.
-DEFAULT_STOP_IMAGE = Path("../shared/data/bsds500/images/val/3096.jpg")
-
-
-def _size(text: str) -> tuple[int, int]:
-    """Parse WIDTHxHEIGHT into (height, width)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected WIDTHxHEIGHT such as 481x321, got {text!r}"
-        ) from None
-    if width < 2 or height < 2:
-        raise argparse.ArgumentTypeError(f"image size must be at least 2x2, got {text}")
-    return height, width
-
-
-def add_bench_parser(commands: argparse._SubParsersAction, number: Callable) -> None:
-    parser = commands.add_parser(
-        "bench",
-        help="speed benchmarks (refinement, per-image segmentation)",
-        description="Speed benchmarks. Each prints a table; --json FILE writes its figures.",
-    )
-    benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
-
-    refine = benches.add_parser(
-        "refine",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="vectorised superpixel vote against the reference per-superpixel loop",
-        description="Time the superpixel majority vote on a 481x321 image: the reference "
-        "code's Python loop over superpixels against unsupseg's single bincount.",
-    )
-    refine.add_argument(
-        "--n-segments", type=number(int, 1), default=10000, help="SLIC superpixels requested"
-    )
-    refine.add_argument("--q", type=number(int, 2), default=100, help="number of labels")
-    refine.add_argument(
-        "--repeats",
-        type=number(int, 1),
-        default=5,
-        help="timed runs of the loop (the vectorised vote runs 20x more)",
-    )
-    refine.add_argument(
-        "--size",
-        type=_size,
-        default="481x321",
-        metavar="WxH",
-        help="image size (481x321 is BSDS500's)",
-    )
-    refine.add_argument("--json", type=Path, default=None, help="write the figures here")
-    refine.set_defaults(run=run_refine_bench)
-
-    seg = benches.add_parser(
-        "segment",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="seconds per iteration of per-image segmentation, and time to the stop rule",
-        description="Seconds per optimisation step at 481x321 (q=100, 2 blocks) for the "
-        "reference implementation and unsupseg's variants (channels-last, bfloat16 "
-        "autocast where supported, thread counts; CUDA when available), then the "
-        "seconds unsupseg takes to reach the stop rule on a real photo.",
-    )
-    seg.add_argument(
-        "--iterations",
-        type=number(int, 1),
-        default=5,
-        help="timed iterations per variant (after one warm-up)",
-    )
-    seg.add_argument(
-        "--stop-image",
-        type=Path,
-        default=DEFAULT_STOP_IMAGE,
-        help="photo segmented to the stop rule (BSDS500 val 3096.jpg); skipped when missing",
-    )
-    seg.add_argument(
-        "--stop-max-iter",
-        type=number(int, 1),
-        default=1000,
-        help="iteration limit of the stop-rule run",
-    )
-    seg.add_argument("--no-stop-run", action="store_true", help="skip the stop-rule run")
-    seg.add_argument(
-        "--size",
-        type=_size,
-        default="481x321",
-        metavar="WxH",
-        help="image size (481x321 is BSDS500's)",
-    )
-    seg.add_argument("--json", type=Path, default=None, help="write the figures here")
-    seg.set_defaults(run=run_segment_bench)
-
-    train = benches.add_parser(
-        "train",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="training throughput (images/s) of each preset against the seed's wall times",
-        description="Images per second of one training step (forward, refinement, losses, "
-        "backward, optimiser step) of each preset at its image size and batch size, on "
-        "synthetic images with real SLIC superpixels; on the CPU, and on CUDA when "
-        "available. The seed's reported wall times (SPEC §3) are converted to images/s "
-        "beside them (epochs x training images / seconds).",
-    )
-    train.add_argument(
-        "--presets",
-        nargs="+",
-        default=None,
-        metavar="PRESET",
-        help="presets to time (default: all of them)",
-    )
-    train.add_argument(
-        "--steps", type=number(int, 1), default=3, help="timed steps per preset (after one warm-up)"
-    )
-    train.add_argument("--json", type=Path, default=None, help="write the figures here")
-    train.set_defaults(run=run_train_bench)
+#: /proc/cpuinfo flags that name vector instruction sets (x86 and ARM), for
+#: :func:`machine`: they decide which kernels torch runs and whether bfloat16 is native.
+_SIMD_FLAG_PREFIXES = ("sse", "ssse3", "avx", "fma", "f16c", "amx", "asimd", "sve", "bf16")
 
 
 def bench_image(shape: tuple[int, int] = BENCH_SHAPE) -> np.ndarray:
-    """A real photo, scikit-image's coffee (600x400: 481x321 has the same aspect), resized."""
+    """A real photo, scikit-image's coffee (600x400: 481x321 has the same aspect),
+    resized to ``shape`` (height, width); float32 RGB in [0, 1]."""
     coffee = as_rgb_float(sample_image("coffee"))
     return resize(coffee, shape, anti_aliasing=True, preserve_range=True).astype(np.float32)
 
@@ -195,55 +114,105 @@ def _median_seconds(function: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_refine_bench(args: argparse.Namespace) -> int:
-    shape = tuple(args.size)
+def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+    height, width = (int(side) for side in shape)
+    if height < 2 or width < 2:
+        raise ConfigError(f"image size must be at least 2x2; got {width}x{height}")
+    return height, width
+
+
+def _check_at_least(minimum: int, **values: int) -> None:
+    for name, value in values.items():
+        if value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum}; got {value}")
+
+
+# --------------------------------------------------------------------------------------
+# The superpixel vote
+
+
+def bench_refine(
+    *,
+    shape: tuple[int, int] = BENCH_SHAPE,
+    n_segments: int = 10000,
+    q: int = 100,
+    repeats: int = 5,
+) -> dict[str, Any]:
+    """Time the superpixel majority vote: the reference loop against the bincount.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image size as (height, width); the default is BSDS500's 481x321.
+    n_segments : int
+        SLIC superpixels requested (compactness 100).
+    q : int
+        Number of labels; the labels are uniform random.
+    repeats : int
+        Timed runs of the loop; the vectorised vote runs 20 times more.
+
+    Returns
+    -------
+    dict
+        ``benchmark`` ("refine"), ``image``, ``n_superpixels``, ``q``, ``labels``,
+        ``loop_seconds``, ``vectorised_seconds`` (medians), ``ratio`` (loop /
+        vectorised), ``identical`` (both give the same target) and :func:`machine`'s
+        keys.
+
+    Raises
+    ------
+    ConfigError
+        For a shape under 2x2, ``n_segments`` or ``repeats`` under 1, ``q`` under 2.
+
+    Examples
+    --------
+    >>> figures = bench_refine(n_segments=2000, repeats=1)  # doctest: +SKIP
+    >>> figures["identical"], figures["ratio"] > 1  # doctest: +SKIP
+    (True, True)
+    """
+    shape = _check_shape(shape)
+    _check_at_least(1, n_segments=n_segments, repeats=repeats)
+    _check_at_least(2, q=q)
     image = bench_image(shape)
-    superpixels = slic_superpixels(image, n_segments=args.n_segments, compactness=100)
+    superpixels = slic_superpixels(image, n_segments=n_segments, compactness=100)
     n_superpixels = int(superpixels.max()) + 1
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, args.q, size=shape, dtype=np.int64)
+    labels = rng.integers(0, q, size=shape, dtype=np.int64)
     superpixel_pixels = pixels_of_superpixels(superpixels)
 
     looped = refine_by_loop_reference(labels.reshape(-1), superpixel_pixels)
     labels_t = torch.from_numpy(labels)
     superpixels_t = torch.from_numpy(superpixels)
-    vectorised = refine_by_superpixel_vote(labels_t, superpixels_t, args.q)
+    vectorised = refine_by_superpixel_vote(labels_t, superpixels_t, q)
     identical = bool(np.array_equal(looped.reshape(shape), vectorised.numpy()))
 
     loop_seconds = _median_seconds(
-        lambda: refine_by_loop_reference(labels.reshape(-1), superpixel_pixels), args.repeats
+        lambda: refine_by_loop_reference(labels.reshape(-1), superpixel_pixels), repeats
     )
     vectorised_seconds = _median_seconds(
-        lambda: refine_by_superpixel_vote(labels_t, superpixels_t, args.q), args.repeats * 20
+        lambda: refine_by_superpixel_vote(labels_t, superpixels_t, q), repeats * 20
     )
-    figures = {
+    return {
         "benchmark": "refine",
         "image": f"{shape[1]}x{shape[0]} (skimage coffee, resized)",
         "n_superpixels": n_superpixels,
-        "q": args.q,
+        "q": q,
         "labels": "uniform random",
         "loop_seconds": loop_seconds,
         "vectorised_seconds": vectorised_seconds,
         "ratio": loop_seconds / vectorised_seconds,
         "identical": identical,
-        **_machine(),
+        **machine(),
     }
-    _print_table(
-        f"Superpixel vote, {figures['image']}, {n_superpixels} superpixels, q={args.q}",
-        [
-            ("reference loop", f"{loop_seconds * 1000:.2f} ms"),
-            ("unsupseg bincount", f"{vectorised_seconds * 1000:.3f} ms"),
-            ("ratio", f"{figures['ratio']:.0f}x"),
-            ("identical output", str(identical)),
-        ],
-    )
-    if args.json:
-        write_json(args.json, figures)
-    return 0 if identical else 1
+
+
+# --------------------------------------------------------------------------------------
+# Per-image segmentation
 
 
 def _reference_step_factory(x: torch.Tensor, superpixels: np.ndarray, q: int) -> Callable:
-    """One iteration as the reference code does it: permuted view, numpy loop."""
+    """One iteration as the reference code does it: permuted view, numpy loop. Kept as
+    the reference wrote it, on purpose: it is what unsupseg is compared with."""
     torch.manual_seed(0)
     model = KanezakiNet(q=q, n_conv=2)  # the reference network's layers
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -271,13 +240,15 @@ def _unsupseg_step_factory(
     channels_last: bool = False,
     autocast: torch.dtype | None = None,
 ) -> Callable:
-    """One iteration as :func:`unsupseg.per_image` does it, with optional variants."""
+    """One iteration as :func:`unsupseg.per_image.segment` does it (the loss of
+    :func:`unsupseg.algorithm.self_training_loss`), with optional variants."""
     torch.manual_seed(0)
     model = KanezakiNet(q=q, n_conv=2).to(x.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    refinement = Refinement(q=q)
     autocast_context = (
         (lambda: torch.autocast(x.device.type, dtype=autocast))
         if autocast
@@ -288,9 +259,7 @@ def _unsupseg_step_factory(
         optimizer.zero_grad(set_to_none=True)
         with autocast_context():
             response = model(x)
-        response = response.float()
-        target = refine_by_superpixel_vote(response.detach().argmax(1), superpixels, q)
-        loss = F.cross_entropy(response, target)
+        loss, _, _ = self_training_loss(response, superpixels, refinement)
         loss.backward()
         optimizer.step()
         if x.device.type == "cuda":
@@ -299,19 +268,50 @@ def _unsupseg_step_factory(
     return step
 
 
+def _cpu_flags() -> list[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or [] where it is absent."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                return value.split()
+    return []
+
+
+def _cpu_name() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux) or sysctl (macOS), or None."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                return value.strip()
+    if sys.platform == "darwin":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=5,
+            )
+            return done.stdout.strip() or None
+    return None
+
+
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX)."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability not in ("AVX512", "AVX512_BF16"):
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16"):
         return False
-    with contextlib.suppress(OSError):
-        flags = Path("/proc/cpuinfo").read_text()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
+    flags = set(_cpu_flags())
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def time_step_variant(spec: dict[str, Any]) -> float:
-    """Median seconds of one iteration of a variant (run in its own process)."""
+    """Median seconds of one iteration of a variant (run in its own process).
+
+    ``spec`` holds ``shape``, ``q``, ``iterations``, ``device``, ``threads`` and
+    ``step`` (``reference``, ``unsupseg``, ``channels-last`` or ``bf16``).
+    """
     shape = tuple(spec["shape"])
     image = bench_image(shape)
     superpixels = slic_superpixels(image, n_segments=10000, compactness=100)
@@ -349,11 +349,74 @@ def _run_variant(spec: dict[str, Any]) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def run_segment_bench(args: argparse.Namespace) -> int:
+def default_stop_image() -> Path | None:
+    """BSDS500 val ``3096.jpg`` under :func:`unsupseg.data.locate.default_data_root`
+    (``$UNSUPSEG_DATA``, then ``../shared/data`` from the working directory), or None
+    when no BSDS500 is found there."""
+    try:
+        return default_data_root("bsds500") / "images" / "val" / "3096.jpg"
+    except DatasetError:
+        return None
+
+
+def bench_segment(
+    *,
+    shape: tuple[int, int] = BENCH_SHAPE,
+    iterations: int = 5,
+    stop_run: bool = True,
+    stop_image: str | os.PathLike | None = None,
+    stop_max_iter: int = 1000,
+) -> dict[str, Any]:
+    """Seconds per iteration of per-image segmentation, then the time to the stop rule.
+
+    Each variant runs in its own interpreter (transparent huge pages are fixed when
+    torch starts): the reference step, unsupseg's step without and with huge pages,
+    channels-last, one thread, bfloat16 autocast where the CPU has native bfloat16, and
+    on CUDA when available; q=100, two convolution blocks, SLIC K=10000.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image size as (height, width); the default is BSDS500's 481x321.
+    iterations : int
+        Timed iterations per variant, after one warm-up.
+    stop_run : bool
+        Also segment ``stop_image`` with :func:`unsupseg.segment` until the stop rule.
+    stop_image : path, optional
+        The photo of that run; default :func:`default_stop_image` (BSDS500 val
+        3096.jpg). A missing one is skipped, and said so in ``skipped``.
+    stop_max_iter : int
+        Iteration limit of the stop-rule run.
+
+    Returns
+    -------
+    dict
+        ``benchmark`` ("segment"), ``image``, ``q``, ``n_conv``, ``iterations_timed``,
+        ``variants`` (rows of ``variant``, ``device``, ``threads``, ``huge_pages``,
+        ``seconds_per_iteration``, ``speedup_vs_reference``; the reference first),
+        ``skipped`` (reasons), ``stop_rule`` (``image``, ``iterations``, ``seconds``,
+        ``n_labels``, ``seconds_per_iteration``, ``device``) when it ran, and
+        :func:`machine`'s keys.
+
+    Raises
+    ------
+    ConfigError
+        For a shape under 2x2, or ``iterations`` or ``stop_max_iter`` under 1.
+    RuntimeError
+        When a variant's process fails (its stderr's end is in the message).
+
+    Examples
+    --------
+    >>> figures = bench_segment(shape=(80, 120), iterations=1, stop_run=False)
+    ... # doctest: +SKIP
+    >>> figures["variants"][0]["variant"]  # doctest: +SKIP
+    'reference'
+    """
+    shape = _check_shape(shape)
+    _check_at_least(1, iterations=iterations, stop_max_iter=stop_max_iter)
     q = 100
-    shape = tuple(args.size)
     threads = torch.get_num_threads()
-    common = {"shape": shape, "q": q, "iterations": args.iterations}
+    common = {"shape": shape, "q": q, "iterations": iterations}
     variants = [
         {"name": "reference", "step": "reference", "huge_pages": False},
         {"name": "unsupseg without huge pages", "step": "unsupseg", "huge_pages": False},
@@ -398,92 +461,36 @@ def run_segment_bench(args: argparse.Namespace) -> int:
     figures: dict[str, Any] = {
         "benchmark": "segment",
         "image": f"{shape[1]}x{shape[0]} (skimage coffee, resized)",
-        "q": q, "n_conv": 2, "iterations_timed": args.iterations,
-        "variants": rows, "skipped": skipped, **_machine(),
+        "q": q, "n_conv": 2, "iterations_timed": iterations,
+        "variants": rows, "skipped": skipped, **machine(),
     }  # fmt: skip
-    table = [
-        (
-            f"{r['variant']} ({r['device']}, {r['threads']} thr)",
-            f"{r['seconds_per_iteration']:.3f} s/it  {r['speedup_vs_reference']:.2f}x",
-        )
-        for r in rows
-    ]
-
-    if not args.no_stop_run:
-        if args.stop_image.exists():
-            photo = read_image(args.stop_image)
-            result = segment(photo, max_iter=args.stop_max_iter, return_details=True, seed=0)
+    if stop_run:
+        path = Path(stop_image) if stop_image is not None else default_stop_image()
+        if path is not None and path.exists():
+            result = segment(read_image(path), max_iter=stop_max_iter, return_details=True, seed=0)
             figures["stop_rule"] = {
-                "image": str(args.stop_image),
+                "image": str(path),
                 "iterations": result.n_iterations,
                 "seconds": result.seconds,
                 "n_labels": result.n_labels,
                 "seconds_per_iteration": statistics.median(result.iteration_seconds),
                 "device": result.params["device"],
             }
-            table.append((
-                f"stop rule on {args.stop_image.name} ({result.params['device']})",
-                f"{result.seconds:.1f} s, {result.n_iterations} it, {result.n_labels} labels",
-            ))  # fmt: skip
+        elif path is None:
+            skipped.append(
+                "stop-rule run: no BSDS500 found (under $UNSUPSEG_DATA or ../shared/data)"
+            )
         else:
-            skipped.append(f"stop-rule run: {args.stop_image} not found")
-    for reason in skipped:
-        table.append(("skipped", reason))
-    _print_table(f"Per-image segmentation, {figures['image']}, q={q}, 2 conv blocks", table)
-    if args.json:
-        write_json(args.json, figures)
-    return 0
+            skipped.append(f"stop-rule run: {path} not found")
+    return figures
 
 
-def _machine() -> dict[str, Any]:
-    from unsupseg.outputs import library_versions
-
-    return {
-        "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "processor": platform.processor() or platform.machine(),
-        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "versions": library_versions(),
-    }
+# --------------------------------------------------------------------------------------
+# Training throughput
 
 
-def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
-    width = max(len(key) for key, _ in rows)
-    print(title)
-    print("-" * len(title))
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-
-
-#: The seed's training wall times (SPEC §3) as (epochs, seconds), and the training images
-#: of one epoch (CIFAR-10 50,000; STL-10 5,000; VOC 2012 segmentation train 1,464).
-SEED_WALL_TIMES: dict[str, tuple[int, float]] = {
-    "base-cifar10": (30, 5 * 3600 + 39 * 60 + 53),
-    "base-stl10": (30, 7 * 3600 + 15 * 60 + 10),
-    "base-voc2012": (30, 8 * 3600 + 37 * 60 + 34),
-    "classifier-cifar10": (30, 3 * 3600 + 54 * 60 + 18),
-    "classifier-stl10": (30, 6 * 3600),
-    "classifier-voc2012": (30, 32 * 3600 + 37 * 60 + 21),
-    "autoencoder-cifar10": (100, 7 * 3600 + 26 * 60 + 49),
-    "autoencoder-stl10": (50, 9 * 3600),
-    "autoencoder-voc2012": (100, 21 * 3600 + 35 * 60 + 56),
-}
-SEED_TRAIN_IMAGES = {"cifar10": 50000, "stl10": 5000, "voc2012": 1464}
-
-
-def seed_images_per_second(preset: str) -> float | None:
-    """The seed's reported throughput of a preset, or None where it reported none."""
-    if preset not in SEED_WALL_TIMES:
-        return None
-    epochs, seconds = SEED_WALL_TIMES[preset]
-    return epochs * SEED_TRAIN_IMAGES[preset.split("-", 1)[1]] / seconds
-
-
-def _training_batch(preset: Any, device: torch.device) -> dict[str, torch.Tensor]:
+def _training_batch(preset: Preset, device: torch.device) -> dict[str, torch.Tensor]:
     """A batch of the preset's size: smooth random images with their real SLIC."""
-    from unsupseg.data.cache import default_slic_params
-
     side = preset.image_size or preset.crop_size
     rng = np.random.default_rng(0)
     images, superpixels = [], []
@@ -505,21 +512,57 @@ def _training_batch(preset: Any, device: torch.device) -> dict[str, torch.Tensor
     }
 
 
-def run_train_bench(args: argparse.Namespace) -> int:
-    from unsupseg.lightning import SegmentationModule
-    from unsupseg.models.registry import PRESETS, build_model, get_preset
+def bench_train(*, presets: Sequence[str] | None = None, steps: int = 3) -> dict[str, Any]:
+    """Images per second of one training step of each preset, beside the thesis'.
 
+    One step is forward, refinement, losses, backward and optimiser step, at the
+    preset's image size and batch size, on synthetic images with real SLIC superpixels;
+    on the CPU, and on CUDA (bfloat16 autocast) when available. The thesis' reported
+    wall times are converted to images/s (epochs x training images / seconds).
+
+    Parameters
+    ----------
+    presets : sequence of str, optional
+        Preset names (default: every preset).
+    steps : int
+        Timed steps per preset, after one warm-up.
+
+    Returns
+    -------
+    dict
+        ``benchmark`` ("train"), ``steps_timed``, ``seed_train_images`` (the thesis'
+        training images per data set), ``rows`` (``preset``, ``device``,
+        ``image_size``, ``batch_size``, ``seconds_per_step``, ``images_per_second``,
+        ``seed_images_per_second`` and ``ratio_to_seed``: the thesis' throughput and
+        ours over it, None on CUDA or for presets it did not train) and
+        :func:`machine`'s keys. The ``seed_*`` keys keep the names ``unsupseg report``
+        reads.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown preset or ``steps`` under 1.
+
+    Examples
+    --------
+    >>> figures = bench_train(presets=["base-cifar10"], steps=1)  # doctest: +SKIP
+    >>> figures["rows"][0]["images_per_second"] > 0  # doctest: +SKIP
+    True
+    """
+    # Lightning takes seconds to import and only this benchmark needs it.
+    from unsupseg.training.module import SegmentationModule
+
+    _check_at_least(1, steps=steps)
     try:
-        presets = [get_preset(name) for name in (args.presets or list(PRESETS))]
+        chosen = [get_preset(name) for name in (presets or list(PRESETS))]
     except ValueError as exc:
-        log.error("%s", exc)
-        return 2
+        raise ConfigError(str(exc)) from None
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(resolve_device("cuda"))
     rows = []
     for device in devices:
-        for preset in presets:
+        for preset in chosen:
             torch.manual_seed(0)
             model = build_model(preset, backbone_weights=False).to(device)
             module = SegmentationModule(
@@ -546,49 +589,62 @@ def run_train_bench(args: argparse.Namespace) -> int:
                     torch.cuda.synchronize()
 
             step()
-            seconds = _median_seconds(step, args.steps)
-            seed = seed_images_per_second(preset.name) if device.type == "cpu" else None
-            side = preset.image_size or preset.crop_size
+            seconds = _median_seconds(step, steps)
+            thesis = thesis_images_per_second(preset.name) if device.type == "cpu" else None
             row = {
                 "preset": preset.name,
                 "device": device.type,
-                "image_size": side,
+                "image_size": preset.image_size or preset.crop_size,
                 "batch_size": preset.batch_size,
                 "seconds_per_step": seconds,
                 "images_per_second": preset.batch_size / seconds,
-                "seed_images_per_second": seed,
+                "seed_images_per_second": thesis,
             }
-            row["ratio_to_seed"] = None if seed is None else row["images_per_second"] / seed
+            row["ratio_to_seed"] = None if thesis is None else row["images_per_second"] / thesis
             rows.append(row)
             log.info(
                 "%-22s %-4s %8.1f images/s", preset.name, device.type, row["images_per_second"]
             )
-    table = []
-    for row in rows:
-        seed = row["seed_images_per_second"]
-        versus = "" if seed is None else f"   seed {seed:7.1f}/s  ({row['ratio_to_seed']:.1f}x)"
-        table.append(
-            (
-                f"{row['preset']} ({row['device']}, {row['image_size']}px, "
-                f"batch {row['batch_size']})",
-                f"{row['images_per_second']:8.1f} images/s{versus}",
-            )
-        )
-    _print_table("Training throughput, one step = forward + vote + losses + backward + step", table)
-    if args.json:
-        write_json(
-            args.json,
-            {
-                "benchmark": "train",
-                "steps_timed": args.steps,
-                "seed_train_images": SEED_TRAIN_IMAGES,
-                "rows": rows,
-                **_machine(),
-            },
-        )
-    return 0
+    return {
+        "benchmark": "train",
+        "steps_timed": steps,
+        "seed_train_images": THESIS_TRAIN_IMAGES,
+        "rows": rows,
+        **machine(),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# The machine
+
+
+def machine() -> dict[str, Any]:
+    """The computer the figures were measured on.
+
+    Returns
+    -------
+    dict
+        ``threads`` (torch's intra-op threads), ``cpu_count``, ``cpu_capability``
+        (the vector kernels torch chose: ``DEFAULT``, ``AVX2``, ``AVX512``...),
+        ``processor`` (the platform's processor string), ``cpu_name`` (the CPU model,
+        None where unknown), ``cpu_instruction_sets`` (its vector instruction-set
+        flags, such as ``avx2``, ``avx512f``, ``avx512_bf16``, ``amx_bf16``, ``asimd``;
+        empty where unknown), ``cuda_device`` (None without CUDA) and ``versions``.
+    """
+    return {
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_name": _cpu_name(),
+        "cpu_instruction_sets": [
+            flag for flag in _cpu_flags() if flag.startswith(_SIMD_FLAG_PREFIXES)
+        ],
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "versions": library_versions(),
+    }
 
 
 if __name__ == "__main__":
-    # A variant of `bench segment`, timed in this fresh process: print its seconds.
+    # A variant of bench_segment, timed in this fresh process: print its seconds.
     print(time_step_variant(json.loads(sys.argv[1])))

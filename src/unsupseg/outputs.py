@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from unsupseg.io import atomic_directory, save_label_png, to_uint8, write_json
+from unsupseg.version import __version__
 from unsupseg.viz import colorize, overlay, save_panel
 
 #: Files in each image's output folder.
@@ -18,7 +19,11 @@ OUTPUT_FILES = ("labels.png", "labels.npy", "color.png", "overlay.png", "panel.p
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of the libraries that determine results, for summaries and benchmarks."""
+    """Versions of the libraries that determine results, for summaries and benchmarks.
+
+    The libraries are imported here, not at the top, so that importing this module
+    (a leaf of the package) loads neither torch nor scikit-learn.
+    """
     import numpy
     import scipy
     import skimage
@@ -26,10 +31,8 @@ def library_versions() -> dict[str, str]:
     import torch
     import torchvision
 
-    import unsupseg
-
     return {
-        "unsupseg": unsupseg.__version__,
+        "unsupseg": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -47,16 +50,37 @@ def write_image_outputs(
     panels: list[tuple[str, np.ndarray]],
     summary: dict[str, Any],
 ) -> Path:
-    """Write all outputs of one image into ``folder``, all or nothing.
+    """Write all outputs of one image into ``folder``, all or nothing: the files of
+    :data:`OUTPUT_FILES`.
 
     Parameters
     ----------
     folder : path
         Created (or replaced as a whole) only once every file is written.
-    image : ndarray (H, W, 3) float in [0, 1]
-    labels : ndarray (H, W) int, ids from 0
-    panels : list of (title, array) for the panel figure, after the main image.
-    summary : dict written to ``summary.json`` (``n_labels`` and versions are added).
+    image : ndarray, shape (H, W, 3)
+        Float RGB in [0, 1].
+    labels : ndarray of int, shape (H, W)
+        Ids from 0.
+    panels : list of (str, ndarray)
+        (title, image or label map) of the panel figure, after the main image.
+    summary : dict
+        Written to ``summary.json``, with ``n_labels`` first and ``versions`` last.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+
+    Raises
+    ------
+    OSError
+        When a file cannot be written; ``folder`` is then left as it was.
+
+    Examples
+    --------
+    >>> write_image_outputs("out/coffee", image, labels, [], {"input": "coffee.png"})
+    ... # doctest: +SKIP
+    PosixPath('out/coffee')
     """
     labels = np.asarray(labels)
     picture = to_uint8(image)

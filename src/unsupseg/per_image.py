@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from unsupseg.algorithm import UNLABELLED, Refinement, self_training_loss, tip2020_loss
 from unsupseg.device import resolve_device
+from unsupseg.errors import ConfigError
 from unsupseg.io import MAX_PIXELS, as_rgb_float, resize_nearest
 from unsupseg.models.kanezaki import KanezakiNet
 from unsupseg.superpixels import slic_superpixels
@@ -137,7 +138,16 @@ def segment(
     -------
     labels : ndarray of int64, shape (H, W)
         Consecutive ids from 0. For ``kanezaki2018`` the refined (superpixel-voted)
-        labels of the last iteration, for ``tip2020`` its argmax.
+        labels of the last iteration, for ``tip2020`` its argmax. With
+        ``return_details``, a :class:`SegmentationResult`.
+
+    Raises
+    ------
+    ConfigError
+        For an option out of its range, scribbles that do not fit the image or ``q``
+        (or with ``kanezaki2018``), an image of fewer than 2 pixels, or one larger than
+        ``max_pixels`` (downscale it with ``max_side``); also for a device that is not
+        available.
 
     References
     ----------
@@ -154,20 +164,20 @@ def segment(
     (400, 600)
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     _check_positive(n_conv=n_conv, max_iter=max_iter, lr=lr, n_segments=n_segments)
     if q < 2:
-        raise ValueError(f"q must be >= 2; got {q}")
+        raise ConfigError(f"q must be >= 2; got {q}")
     if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1); got {momentum}")
+        raise ConfigError(f"momentum must be in [0, 1); got {momentum}")
     if compactness <= 0:
-        raise ValueError(f"compactness must be > 0; got {compactness}")
+        raise ConfigError(f"compactness must be > 0; got {compactness}")
     if mu < 0 or scribble_weight < 0:
-        raise ValueError("mu and scribble_weight must be >= 0")
+        raise ConfigError("mu and scribble_weight must be >= 0")
     if max_side is not None and max_side < 2:
-        raise ValueError(f"max_side must be >= 2; got {max_side}")
+        raise ConfigError(f"max_side must be >= 2; got {max_side}")
     if scribble is not None and method != "tip2020":
-        raise ValueError("scribbles are used by method='tip2020' only")
+        raise ConfigError("scribbles are used by method='tip2020' only")
 
     dev = resolve_device(device)
     started = time.perf_counter()
@@ -179,12 +189,12 @@ def segment(
         rgb = resize(rgb, working, anti_aliasing=True, preserve_range=True).astype(np.float32)
     height, width = rgb.shape[:2]
     if height * width > max_pixels:
-        raise ValueError(
+        raise ConfigError(
             f"image is {width}x{height} = {height * width} pixels, more than the limit of "
             f"{max_pixels}; downscale it with max_side (CLI: --max-side 1024)"
         )
     if height * width < 2:
-        raise ValueError(
+        raise ConfigError(
             f"image is {width}x{height} pixels: at least 2 pixels are needed "
             "(batch normalisation needs two values per channel)"
         )
@@ -200,7 +210,7 @@ def segment(
     if min_labels is None:
         min_labels = 3
     if min_labels < 1:
-        raise ValueError(f"min_labels must be >= 1; got {min_labels}")
+        raise ConfigError(f"min_labels must be >= 1; got {min_labels}")
 
     x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).unsqueeze(0).to(dev)
 
@@ -352,16 +362,16 @@ def _prepare_scribble(
     if scribble.ndim == 3 and scribble.shape[2] in (3, 4):
         scribble = scribble[..., 0]
     if scribble.shape != original:
-        raise ValueError(
+        raise ConfigError(
             f"scribble has shape {scribble.shape}, the image {original}; they must match"
         )
     if not np.issubdtype(scribble.dtype, np.integer):
-        raise ValueError(f"scribble must hold integer class ids; got dtype {scribble.dtype}")
+        raise ConfigError(f"scribble must hold integer class ids; got dtype {scribble.dtype}")
     classes = np.unique(scribble[scribble != UNLABELLED])
     if classes.size == 0:
-        raise ValueError(f"scribble holds no scribbled pixel (every value is {UNLABELLED})")
+        raise ConfigError(f"scribble holds no scribbled pixel (every value is {UNLABELLED})")
     if classes.min() < 0 or classes.max() >= q:
-        raise ValueError(
+        raise ConfigError(
             f"scribble class ids must be in 0..{q - 1} (q={q}) or {UNLABELLED}; "
             f"found {classes.min()}..{classes.max()}"
         )
@@ -386,4 +396,4 @@ def number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.ndar
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if value <= 0:
-            raise ValueError(f"{name} must be > 0; got {value}")
+            raise ConfigError(f"{name} must be > 0; got {value}")

@@ -31,7 +31,7 @@ def slic_superpixels(
     -----
     scikit-image converts RGB to CIELAB, seeds a grid with spacing S = sqrt(N/K), and
     runs k-means locally with distance sqrt(d_c^2 + (d_s/S)^2 m^2), which is the
-    algorithm of the seed's slides. Connectivity is enforced (scikit-image's default),
+    algorithm of the thesis' slides. Connectivity is enforced (scikit-image's default),
     so the count returned can differ from K.
 
     References

@@ -61,7 +61,7 @@ def save_panel(
     panels: list[tuple[str, np.ndarray]],
     title: str | None = None,
 ) -> None:
-    """Save side-by-side images with titles as a PNG (the seed's panel figure).
+    """Save side-by-side images with titles as a PNG (the thesis' panel figure).
 
     Parameters
     ----------

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -15,12 +16,16 @@ from tqdm.auto import tqdm
 from unsupseg.io import find_images, read_image
 from unsupseg.samples import SAMPLE_NAMES, sample_image
 
+if TYPE_CHECKING:  # per_image loads torch, which this module does not need
+    from unsupseg.per_image import SegmentationResult
+
 log = logging.getLogger("unsupseg")
 
 __all__ = [
     "ImageJob",
     "collect_jobs",
     "finish_run",
+    "image_summary",
     "number",
     "setup_logging",
     "unique_name",
@@ -98,6 +103,32 @@ def unique_name(name: str, used: set[str]) -> str:
         candidate, index = f"{name}-{index}", index + 1
     used.add(candidate)
     return candidate
+
+
+def image_summary(
+    source: str,
+    image: np.ndarray,
+    result: SegmentationResult,
+    *,
+    digits: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``summary.json`` of one image of ``segment`` or ``predict``: the input and
+    its sizes, then ``extra``, the iterations, the timings rounded to ``digits`` and the
+    parameters."""
+    return {
+        "input": source,
+        "height": int(image.shape[0]),
+        "width": int(image.shape[1]),
+        "working_height": int(result.working_shape[0]),
+        "working_width": int(result.working_shape[1]),
+        **extra,
+        "iterations": result.n_iterations,
+        "seconds": round(result.seconds, digits),
+        "slic_seconds": round(result.slic_seconds, digits),
+        "parameters": result.params,
+        "n_labels_per_iteration": result.n_labels_history,
+    }
 
 
 def finish_run(done: int, n_inputs: int, out: Path, failures: list[tuple[str, str]]) -> int:

@@ -1,13 +1,175 @@
-"""TRANSITIONAL shim: ``unsupseg predict`` until its options move here."""
+"""``unsupseg predict``: segment images with a trained checkpoint.
+
+The images are read in batches of ``--batch-size`` and segmented by
+:func:`unsupseg.inference.predict_batch`; each image's files go to OUT/<image name>/.
+Under ``torchrun`` every rank takes every WORLD_SIZE-th input.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+from pathlib import Path
 
-from unsupseg.cli.common import number
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from unsupseg.cli.common import collect_jobs, finish_run, image_summary, number
+from unsupseg.errors import ImageReadError
+from unsupseg.inference import predict_batch
+from unsupseg.io import as_rgb_float, to_uint8
+from unsupseg.models.checkpoint import load_checkpoint
+from unsupseg.outputs import write_image_outputs
+
+log = logging.getLogger("unsupseg")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from unsupseg.predict import add_predict_parser
+    """Add ``unsupseg predict`` to the subcommands."""
+    parser = commands.add_parser(
+        "predict",
+        help="segment images with a trained model (one forward pass each)",
+        description="Segment images with a checkpoint from `unsupseg train`: one forward "
+        "pass, optionally the superpixel vote (--refine) and per-image fine-tuning "
+        "(--finetune N). Writes the same files as `segment` into OUT/<image name>/. "
+        "Under torchrun the inputs are split across ranks.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="IMAGE_OR_FOLDER",
+        help="image files and folders (none: the scikit-image sample photos)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="model-best.pt / model-last.pt (or a .ckpt) of a training run",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("unsupseg-predictions"), help="output folder"
+    )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="apply the SLIC superpixel majority vote to the argmax",
+    )
+    parser.add_argument(
+        "--finetune",
+        type=number(int, 0),
+        default=0,
+        help="per-image optimisation iterations from the trained weights",
+    )
+    parser.add_argument(
+        "--finetune-lr",
+        type=number(float, 0, exclusive=True),
+        default=None,
+        help="learning rate of --finetune (default: the training run's)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=number(int, 1),
+        default=8,
+        help="images per forward pass (images of one size are batched)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=number(int, 2),
+        default=None,
+        help="downscale full-resolution images to this longer side "
+        "(presets with a fixed image size always resize to it)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --finetune")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=run)
 
-    add_predict_parser(commands, number)
+
+def _rank_and_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment, or (0, 1, 0)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment this rank's share of the inputs; 0 when all succeeded, 1 when some
+    failed (a checkpoint that cannot be read raises CheckpointError: exit 2)."""
+    rank, world, local_rank = _rank_and_world()
+    device = args.device
+    if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{local_rank}"
+    checkpoint = load_checkpoint(args.checkpoint, device)
+    jobs, failures = collect_jobs(args.inputs)
+    mine = jobs[rank::world]
+    failures = failures if rank == 0 else []
+    n_inputs = len(mine) + len(failures)
+    done = 0
+    seconds: list[float] = []
+    bar = tqdm(
+        total=len(mine),
+        desc=f"images (rank {rank})" if world > 1 else "images",
+        unit="image",
+        disable=args.quiet,
+    )
+    for start in range(0, len(mine), args.batch_size):
+        chunk = []
+        for job in mine[start : start + args.batch_size]:
+            try:
+                chunk.append((job, job.load()))
+            except ImageReadError as exc:
+                failures.append((job.source, str(exc)))
+                log.error("failed: %s", exc)
+                bar.update(1)
+        if not chunk:
+            continue
+        try:
+            results = predict_batch(
+                checkpoint,
+                [image for _, image in chunk],
+                refine=args.refine,
+                finetune=args.finetune,
+                finetune_lr=args.finetune_lr,
+                max_side=args.max_side,
+                seed=args.seed,
+                progress=not args.quiet,
+            )
+        except (ValueError, RuntimeError, MemoryError) as exc:  # reported per batch
+            for job, _ in chunk:
+                failures.append((job.source, f"{job.source}: {exc}"))
+            log.error("failed: %s", exc)
+            bar.update(len(chunk))
+            continue
+        for (job, image), result in zip(chunk, results, strict=True):
+            panels = [("Argmax output", result.argmax)]
+            if result.superpixels is not None:
+                panels.append(("SLIC output", result.labels))
+            if result.reconstruction is not None:
+                panels.append(("Reconstructed image", to_uint8(result.reconstruction)))
+            summary = image_summary(
+                job.source, image, result, digits=4, checkpoint=str(args.checkpoint)
+            )
+            try:
+                write_image_outputs(
+                    args.out / job.name, as_rgb_float(image), result.labels, panels, summary
+                )
+            except (OSError, ValueError) as exc:
+                failures.append((job.source, f"{job.source}: {exc}"))
+                log.error("failed: %s", exc)
+            else:
+                done += 1
+                seconds.append(result.seconds)
+            bar.update(1)
+    bar.close()
+    if seconds:
+        log.info(
+            "segmentation time per image (forward pass, refinement and fine-tuning; reading "
+            "and writing excluded): mean %.3f s, median %.3f s over %d images",
+            float(np.mean(seconds)),
+            float(np.median(seconds)),
+            len(seconds),
+        )
+    return finish_run(done, n_inputs, args.out, failures)

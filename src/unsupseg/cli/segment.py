@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from unsupseg.cli.common import collect_jobs, finish_run, number
+from unsupseg.cli.common import collect_jobs, finish_run, image_summary, number
 from unsupseg.device import resolve_device
 from unsupseg.io import as_rgb_float, read_scribble
 from unsupseg.outputs import write_image_outputs
@@ -149,18 +149,7 @@ def run(args: argparse.Namespace) -> int:
                 panels = [("Argmax output", result.argmax), ("SLIC output", result.labels)]
             else:
                 panels = [("Argmax output", result.labels)]
-            summary = {
-                "input": source,
-                "height": int(image.shape[0]),
-                "width": int(image.shape[1]),
-                "working_height": result.working_shape[0],
-                "working_width": result.working_shape[1],
-                "iterations": result.n_iterations,
-                "seconds": round(result.seconds, 3),
-                "slic_seconds": round(result.slic_seconds, 3),
-                "parameters": result.params,
-                "n_labels_per_iteration": result.n_labels_history,
-            }
+            summary = image_summary(source, image, result, digits=3)
             folder = write_image_outputs(
                 args.out / job.name, as_rgb_float(image), result.labels, panels, summary
             )

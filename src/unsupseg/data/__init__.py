@@ -18,7 +18,9 @@ from unsupseg.data.datasets import (
     VOC2012Dataset,
     open_dataset,
     read_bsds_ground_truth,
+    read_class_map,
 )
+from unsupseg.data.folders import LabelledFolderDataset, open_folder
 from unsupseg.data.locate import DATA_FOLDERS, DATA_LAYOUTS, default_data_root
 from unsupseg.data.subsets import HOLDOUT_EVERY, SubsetDataset, first_images, split_holdout
 from unsupseg.data.training import TrainingDataset, collate, crop_and_flip
@@ -38,6 +40,7 @@ __all__ = [
     "DatasetError",
     "FolderDataset",
     "ImageDataset",
+    "LabelledFolderDataset",
     "MSRCDataset",
     "STL10Dataset",
     "SuperpixelCache",
@@ -48,5 +51,7 @@ __all__ = [
     "default_cache_dir",
     "default_slic_params",
     "open_dataset",
+    "open_folder",
     "read_bsds_ground_truth",
+    "read_class_map",
 ]

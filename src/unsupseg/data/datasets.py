@@ -47,6 +47,7 @@ __all__ = [
     "VOC2012Dataset",
     "open_dataset",
     "read_bsds_ground_truth",
+    "read_class_map",
 ]
 
 CIFAR10_CLASSES = [
@@ -446,7 +447,14 @@ class STL10Dataset(ImageDataset):
 # Class-map data sets (VOC 2012, MSRC)
 
 
-def _read_class_map(path: Path) -> np.ndarray:
+def read_class_map(path: str | os.PathLike) -> np.ndarray:
+    """A class map: a palette (mode ``P``) or grayscale PNG of class ids, 255 = void.
+
+    Raises
+    ------
+    DatasetError
+        When the file is missing, unreadable or of another image mode.
+    """
     try:
         with Image.open(path) as img:
             if img.mode not in ("P", "L"):
@@ -480,10 +488,10 @@ class _ClassMapDataset(ImageDataset):
         return file_image_shape(self._image_paths[index])
 
     def _load_ground_truth(self, index: int) -> np.ndarray:
-        return _read_class_map(self._mask_paths[index])
+        return read_class_map(self._mask_paths[index])
 
     def _load_label(self, index: int) -> np.ndarray:
-        values = np.unique(_read_class_map(self._mask_paths[index]))
+        values = np.unique(read_class_map(self._mask_paths[index]))
         classes = values.astype(np.int64) - self.first_class_value
         classes = classes[(classes >= 0) & (classes < (self.n_classes or 0))]
         return self._multi_hot(classes)

@@ -1,6 +1,6 @@
 """Network architectures.
 
-Per-image: :class:`KanezakiNet`. Dataset-level (the seed's three architectures):
+Per-image: :class:`KanezakiNet`. Dataset-level (the thesis' three architectures):
 :class:`BaseNet`, :class:`ClassifierNet`, :class:`AutoencoderNet`, built by preset name
 with :func:`build_model` or from any FCN with :func:`build_custom`.
 """

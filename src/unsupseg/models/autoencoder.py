@@ -1,4 +1,4 @@
-"""Architecture 3 of the seed, ``autoencoder``: the FCN followed by a convolutional
+"""Architecture 3 of the thesis, ``autoencoder``: the FCN followed by a convolutional
 autoencoder that reconstructs the input image from the FCN's response map.
 
 Loss: cross-entropy on the segmentation plus the MSE between reconstruction and input.
@@ -16,7 +16,7 @@ from unsupseg.models.blocks import down_block, up_block
 from unsupseg.models.fcn import BASE_FCN_LAYERS, FCN, LayerSpec, fcn_layers_with_q
 from unsupseg.models.output import ModelOutput
 
-#: Channel widths of the seed's encoder: ``D(q,12) D(12,24) D(24,48) D(48,96)``.
+#: Channel widths of the thesis' encoder: ``D(q,12) D(12,24) D(24,48) D(48,96)``.
 AUTOENCODER_WIDTHS: tuple[int, ...] = (12, 24, 48, 96)
 
 
@@ -111,7 +111,7 @@ def autoencoder_net(
     q : int, optional
         Output channels of the FCN; replaces the last layer's ``out_channels`` when given.
     widths : sequence of int
-        Encoder widths of the autoencoder (default the seed's ``(12, 24, 48, 96)``).
+        Encoder widths of the autoencoder (default the thesis' ``(12, 24, 48, 96)``).
     in_channels : int
         Image channels; the reconstruction has as many.
     """

@@ -1,4 +1,4 @@
-"""Architecture 1 of the seed, ``base``: the Kanezaki FCN trained on a whole dataset.
+"""Architecture 1 of the thesis, ``base``: the Kanezaki FCN trained on a whole dataset.
 
 The only loss is the cross-entropy between the response map and its refined argmax.
 """
@@ -48,7 +48,7 @@ def base_net(
     Parameters
     ----------
     fcn_layers : sequence of layer specs
-        See :class:`~unsupseg.models.fcn.FCN`; default the seed's base FCN
+        See :class:`~unsupseg.models.fcn.FCN`; default the thesis' base FCN
         ``C(3,64,3) C(64,32,1) C(32,64,3) C*(64,32,1)`` (24,832 parameters at q = 32).
     q : int, optional
         Output channels; replaces the last layer's ``out_channels`` when given.

@@ -1,4 +1,4 @@
-"""Building blocks of the dataset-level architectures (the seed's appendix).
+"""Building blocks of the dataset-level architectures (the thesis' appendix).
 
 ``C(i, o, k)`` is :func:`conv_block`, ``C*`` the same with ``relu=False``; ``D(i, o)`` is
 :func:`down_block`; ``U(i, o)`` is :func:`up_block` and ``U*`` is ``up_block(..., last=True)``.
@@ -25,11 +25,11 @@ def conv_block(
         Channels in and out.
     kernel_size : int
         Odd kernel size ``k``; the padding is ``dilation * (k // 2)`` so the spatial size
-        is kept (``k // 2`` for the seed's undilated blocks).
+        is kept (``k // 2`` for the thesis' undilated blocks).
     relu : bool
         ``False`` gives ``C*``, the FCN output layer: conv + BatchNorm with no ReLU.
     dilation : int
-        Dilation of the convolution (1 in all the seed's presets).
+        Dilation of the convolution (1 in all the thesis' presets).
 
     Returns
     -------
@@ -85,7 +85,7 @@ def up_block(in_channels: int, out_channels: int, last: bool = False) -> nn.Sequ
 
 
 def xavier_init_(module: nn.Module) -> nn.Module:
-    """Xavier-initialise a module in place (the seed's initialiser) and return it.
+    """Xavier-initialise a module in place (the thesis' initialiser) and return it.
 
     Convolution, transposed convolution and linear weights get Xavier-uniform values and
     zero biases; BatchNorm layers get weight 1 and bias 0. Other parameters are left as

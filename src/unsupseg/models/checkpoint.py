@@ -23,6 +23,7 @@ from unsupseg.models.registry import build_model
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "PROGRESS_FIELDS",
     "Checkpoint",
     "CheckpointInfo",
     "load_checkpoint",
@@ -31,6 +32,8 @@ __all__ = [
 #: ``format`` value of the plain checkpoints (and of ``checkpoint["unsupseg"]`` in .ckpt).
 CHECKPOINT_FORMAT = "unsupseg-checkpoint"
 CHECKPOINT_VERSION = 1
+#: Fields of :class:`CheckpointInfo` that say how far training had come.
+PROGRESS_FIELDS = ("epoch", "global_step", "metrics")
 
 
 @dataclass
@@ -97,13 +100,22 @@ class CheckpointInfo:
     global_step: int | None = None
     metrics: dict[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The record as stored: the fields plus ``format`` and ``format_version``."""
-        return {
+    def to_dict(self, progress: bool = True) -> dict[str, Any]:
+        """The record as stored: the fields plus ``format`` and ``format_version``.
+
+        ``progress`` False leaves out ``epoch``, ``global_step`` and ``metrics``, as in
+        a Lightning checkpoint's ``checkpoint["unsupseg"]``, where Lightning's own
+        ``epoch`` and ``global_step`` say where training stands.
+        """
+        record = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
             **dataclasses.asdict(self),
         }
+        if not progress:
+            for name in PROGRESS_FIELDS:
+                del record[name]
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointInfo:
@@ -149,8 +161,9 @@ def _read(path: Path, map_location: torch.device) -> tuple[dict[str, Any], dict[
         and data["unsupseg"].get("format") == CHECKPOINT_FORMAT
     ):
         record = dict(data["unsupseg"])
-        record.setdefault("epoch", data.get("epoch"))
-        record.setdefault("global_step", data.get("global_step"))
+        for name in ("epoch", "global_step"):
+            if record.get(name) is None:
+                record[name] = data.get(name)
         state = {
             k.removeprefix("model."): v
             for k, v in data.get("state_dict", {}).items()
@@ -185,7 +198,7 @@ def load_checkpoint(
     ----------
     path : path
         ``model-last.pt`` / ``model-best.pt``, or a Lightning ``last.ckpt`` /
-        ``best.ckpt``, written by :func:`unsupseg.train`.
+        ``best.ckpt``, written by :func:`unsupseg.training.train`.
     device : str or torch.device, optional
         Where the model goes: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"``, or None /
         ``"auto"`` for CUDA when available.

@@ -1,4 +1,4 @@
-"""Architecture 2 of the seed, ``classifier``: the FCN followed by an image classifier that
+"""Architecture 2 of the thesis, ``classifier``: the FCN followed by an image classifier that
 reads the FCN's response map and is trained on image-level labels.
 
 Loss: cross-entropy on the segmentation plus cross-entropy on the class (BCE with logits
@@ -18,7 +18,7 @@ Heads
     ResNet-50 with ``fc = Linear(2048, n_classes)`` (VOC 2012); any image size.
 ``pooling``
     ``C(q,64,3) MaxPool2 C(64,128,3) MaxPool2 C(128,128,3) Dropout(0.1)``, global average
-    pooling, ``Linear(128, n_classes)``: not in the seed, for photos of any size (MSRC-v2).
+    pooling, ``Linear(128, n_classes)``: not in the thesis, for photos of any size (MSRC-v2).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class _FixedSizeHead(nn.Module):
 
 
 class Cifar10Head(_FixedSizeHead):
-    """The seed's CIFAR-10 classifier (84,514 parameters at q = 128, 32x32, 10 classes).
+    """The thesis' CIFAR-10 classifier (84,514 parameters at q = 128, 32x32, 10 classes).
 
     ``C(q,12,3) C(12,12,3) MaxPool2 C(12,24,3) Conv(24,24,3)+ReLU (no BatchNorm)
     Dropout(0.2) Linear(24 * (image_size / 2) ** 2, n_classes)``.
@@ -98,7 +98,7 @@ class Cifar10Head(_FixedSizeHead):
 
 
 class Stl10Head(_FixedSizeHead):
-    """The seed's STL-10 classifier (1,891,892 parameters at q = 96, 96x96, 20 outputs).
+    """The thesis' STL-10 classifier (1,891,892 parameters at q = 96, 96x96, 20 outputs).
 
     ``C(q,32,3) C(32,64,3) MaxPool2 C(64,128,3) Dropout(0.05) C(128,128,3) MaxPool2
     C(128,256,3) C(256,256,3) MaxPool2 Dropout(0.1) Linear(256 * (image_size / 8) ** 2,
@@ -106,7 +106,7 @@ class Stl10Head(_FixedSizeHead):
 
     Notes
     -----
-    The seed's appendix lists ``fc_layer.1.weight 737280`` = 36,864 x 20, i.e. 20
+    The thesis' appendix lists ``fc_layer.1.weight 737280`` = 36,864 x 20, i.e. 20
     outputs, although STL-10 has 10 classes (its layer table says 10). The preset
     reproduces the listed 20 outputs so that the parameter total matches (2,288,468);
     the ten extra logits are never a target and simply learn to stay low.
@@ -139,7 +139,7 @@ class Stl10Head(_FixedSizeHead):
 
 
 class ResNet50Head(nn.Module):
-    """The seed's VOC 2012 classifier (23,557,597 parameters at q = 96, 20 classes).
+    """The thesis' VOC 2012 classifier (23,557,597 parameters at q = 96, 20 classes).
 
     ``C(q,64,1) Dropout(0.05) C(64,32,1) Dropout(0.05) C(32,3,1)`` maps the response map
     to a 3-channel image, then torchvision's ``resnet50(weights=None)`` with
@@ -165,7 +165,7 @@ class ResNet50Head(nn.Module):
 
 
 class PoolingHead(nn.Module):
-    """A small classifier for any image size (not in the seed; used for MSRC-v2).
+    """A small classifier for any image size (not in the thesis; used for MSRC-v2).
 
     ``C(q,64,3) MaxPool2 C(64,128,3) MaxPool2 C(128,128,3) Dropout(0.1)``, global average
     pooling, ``Linear(128, n_classes)`` (243,543 parameters at q = 32, 23 classes).

@@ -26,7 +26,7 @@ CIFAR10_CLASSIFIER_FCN_LAYERS: tuple[LayerSpec, ...] = ((64, 3), (128, 3), (64, 
 WIDE_FCN_LAYERS: tuple[LayerSpec, ...] = ((64, 3), (128, 3), (256, 3), (96, 1))
 #: ``C(3,64,3) C*(64,32,1)``, q = 32: STL-10 autoencoder (4,064).
 SHALLOW_FCN_LAYERS: tuple[LayerSpec, ...] = ((64, 3), (32, 1))
-#: Photos presets (BSDS500, MSRC-v2; not in the seed): ``C(3,32,3) C(32,48,3)``, two dilated
+#: Photos presets (BSDS500, MSRC-v2; not in the thesis): ``C(3,32,3) C(32,48,3)``, two dilated
 #: blocks ``C(48,48,3, dilation 3) C(48,48,3, dilation 9)`` and ``C*(48,32,1)``, q = 32.
 #: Receptive field 29x29 pixels (5 -> 11 -> 29, no gaps between dilated taps) for 58,320
 #: parameters and about 1.5x the base FCN's compute per pixel.

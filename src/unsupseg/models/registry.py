@@ -1,8 +1,8 @@
 """Presets of the dataset-level architectures, built by name.
 
 The nine ``{base,classifier,autoencoder}-{cifar10,stl10,voc2012}`` presets reproduce the
-seed's appendix (their parameter totals match it exactly) and its training table. The
-photos presets (``*-bsds500``, ``*-msrc``) are not in the seed: they train on random
+thesis' appendix (their parameter totals match it exactly) and its training table. The
+photos presets (``*-bsds500``, ``*-msrc``) are not in the thesis: they train on random
 crops of full-resolution photos and use an FCN with a 29x29 receptive field
 (:data:`~unsupseg.models.fcn.PHOTO_FCN_LAYERS`) instead of the base FCN's 5x5.
 
@@ -74,14 +74,14 @@ class Preset:
     epochs, lr, batch_size, optimizer, momentum
         Training configuration (SGD momentum 0.9; ``momentum`` is ignored by Adam).
     lr_step_size, lr_gamma : int, float
-        ``torch.optim.lr_scheduler.StepLR`` parameters, in epochs. The seed names StepLR
-        without its parameters: the seed presets divide the learning rate by 10 every
+        ``torch.optim.lr_scheduler.StepLR`` parameters, in epochs. The thesis names StepLR
+        without its parameters: the thesis presets divide the learning rate by 10 every
         third of the run; the photos presets halve it once, after 10 of 20 epochs.
     aux_weight : float
         Weight of the classifier or reconstruction loss; the segmentation loss has
-        weight 1 (the seed's 1:1).
+        weight 1 (the thesis' 1:1).
     from_seed : bool
-        Whether the preset is the seed's (False for the photos presets).
+        Whether the preset is the thesis' (False for the photos presets).
     notes : str
         Deviations and choices worth knowing.
     """
@@ -144,8 +144,8 @@ _DATASET_INFO: dict[str, dict[str, Any]] = {
     "msrc": {"image_size": None, "crop_size": 160, "n_classes": 23, "multi_label": True},
 }
 
-# (architecture, dataset) -> FCN, head and the seed's (epochs, lr, batch size, optimiser).
-_SEED_TABLE: dict[tuple[str, str], dict[str, Any]] = {
+# (architecture, dataset) -> FCN, head and the thesis' (epochs, lr, batch size, optimiser).
+_THESIS_TABLE: dict[tuple[str, str], dict[str, Any]] = {
     ("base", "cifar10"): {"fcn_layers": BASE_FCN_LAYERS, "train": (30, 1e-3, 16, "sgd")},
     ("base", "stl10"): {"fcn_layers": BASE_FCN_LAYERS, "train": (30, 1e-4, 5, "sgd")},
     ("base", "voc2012"): {"fcn_layers": BASE_FCN_LAYERS, "train": (30, 1e-3, 16, "adam")},
@@ -159,7 +159,7 @@ _SEED_TABLE: dict[tuple[str, str], dict[str, Any]] = {
         "head": "stl10",
         "n_outputs": 20,
         "train": (30, 1e-3, 16, "sgd"),
-        "notes": "20 logits as in the seed's appendix although STL-10 has 10 classes",
+        "notes": "20 logits as in the thesis' appendix although STL-10 has 10 classes",
     },
     ("classifier", "voc2012"): {
         "fcn_layers": WIDE_FCN_LAYERS,
@@ -176,7 +176,7 @@ _SEED_TABLE: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 _PHOTO_NOTES = (
-    "not in the seed: our choice of a 29x29 receptive-field FCN and Adam 1e-3, batch 8 of "
+    "not in the thesis: our choice of a 29x29 receptive-field FCN and Adam 1e-3, batch 8 of "
     "160x160 random crops, 20 epochs (minutes on 2 CPU cores)"
 )
 _PHOTO_TABLE: dict[tuple[str, str], dict[str, Any]] = {
@@ -194,7 +194,7 @@ _PHOTO_TABLE[("classifier", "msrc")] = {"head": "pooling"}
 
 def _make_presets() -> dict[str, Preset]:
     presets = {}
-    for (architecture, dataset), entry in _SEED_TABLE.items():
+    for (architecture, dataset), entry in _THESIS_TABLE.items():
         entry = dict(entry)
         epochs, lr, batch_size, optimizer = entry.pop("train")
         name = f"{architecture}-{dataset}"

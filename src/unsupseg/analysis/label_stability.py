@@ -1,20 +1,19 @@
-"""``unsupseg stability``: how many labels survive training, per architecture and seed.
+"""How many labels survive training, per architecture and random seed.
 
-The seed thesis's central claim is that the dataset-level networks keep more distinct
-labels per image over training than the base network, whose argmax "merges" towards a
-few labels. Every ``unsupseg train`` run records that measure: the ``unique_labels``
-column of ``metrics.csv`` (mean number of distinct argmax labels per image in an epoch,
-on the ``train`` and ``val`` splits). This command reads the curves of several runs,
-groups them by architecture (or by preset) and reports, for each group and epoch, the
-number of runs that reached the epoch and the mean, standard deviation, minimum and
-maximum of the measure over those runs. The standard deviation is the *sample* standard
-deviation (``ddof=1``) when a group has at least two runs at that epoch, else 0.
+The thesis' central claim is that the dataset-level networks keep more distinct labels
+per image over training than the base network, whose argmax "merges" towards a few
+labels. Every training run records that measure: the ``unique_labels`` column of
+``metrics.csv`` (mean number of distinct argmax labels per image in an epoch, on the
+``train`` and ``val`` splits). :func:`stability` reads the curves of several runs, groups
+them by architecture (or by preset) and reports, for each group and epoch, the number of
+runs that reached the epoch and the mean, standard deviation, minimum and maximum of the
+measure over those runs. The standard deviation is the *sample* standard deviation
+(``ddof=1``) when a group has at least two runs at that epoch, else 0.
 
 Per run it also reports the labels at the first and the last epoch recorded and the
 *retained fraction* last / first (1: no merging; near 0: the labels merged away).
 
-Everything lands in ``--out`` (default ``runs/stability``), each file written
-atomically:
+The outputs, each file written atomically into one folder:
 
 - ``stability.csv``: one row per group and epoch; columns group, epoch, n_runs, mean,
   std, min, max.
@@ -24,46 +23,42 @@ atomically:
   the first and the last epoch (mean ± std over runs) and the retained fraction.
 - ``summary.json``: ``{"kind": "stability", "title", "split", "runs": [{"run", "group",
   "preset", "seed", "epochs", "first", "last"}], "tables": [{"title", "columns",
-  "rows"}], "figures": [{"title", "path"}]}`` with figure paths relative to ``--out``
-  (read generically by ``unsupseg report``).
-
-Examples
---------
-.. code-block:: console
-
-    $ unsupseg stability runs/base-s0 runs/base-s1 runs/ae-s0 runs/ae-s1
-    $ unsupseg stability runs/*-bsds500-s* --split train --group-by preset --out runs/stab
+  "rows"}], "figures": [{"title", "path"}]}`` with figure paths relative to the folder
+  (read generically by the report).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 
+from unsupseg.errors import ConfigError, RunFolderError
 from unsupseg.io import atomic_file, write_json
+from unsupseg.run_folder import RunFolder, read_run_folder
+from unsupseg.viz import new_figure, save_figure
 
 log = logging.getLogger("unsupseg")
 
 __all__ = [
+    "CSV_COLUMNS",
     "GROUP_BY",
     "SPLITS",
+    "TABLE_COLUMNS",
     "RunCurve",
-    "StabilityError",
-    "add_stability_parser",
+    "StabilityResult",
     "group_curves",
     "read_run_curve",
-    "run_stability",
     "save_stability_figure",
+    "stability",
     "stability_markdown",
     "summarise_stability",
     "summary_table",
@@ -72,7 +67,7 @@ __all__ = [
 
 #: Splits with per-epoch rows in ``metrics.csv``.
 SPLITS = ("val", "train")
-#: Ways of grouping runs (``--group-by``).
+#: Ways of grouping runs.
 GROUP_BY = ("architecture", "preset")
 #: Columns of ``stability.csv``.
 CSV_COLUMNS = ("group", "epoch", "n_runs", "mean", "std", "min", "max")
@@ -85,13 +80,12 @@ TABLE_COLUMNS = (
     "labels at last epoch",
     "retained fraction",
 )
-#: Order of the architectures in tables and figures (as in the seed).
-_ARCHITECTURES = ("base", "classifier", "autoencoder")
-_REQUIRED_COLUMNS = ("epoch", "split", "unique_labels")
-
-
-class StabilityError(ValueError):
-    """Bad usage of ``unsupseg stability`` (the command exits with status 2)."""
+#: Order of the architectures in tables and figures (as in the thesis).
+ARCHITECTURE_ORDER = ("base", "classifier", "autoencoder")
+#: The ``metrics.csv`` columns the analysis reads.
+METRICS_NEEDED = ("epoch", "split", "unique_labels")
+#: The files written into the output folder.
+OUTPUT_FILES = ("stability.csv", "stability.png", "stability.md", "summary.json")
 
 
 @dataclass
@@ -137,115 +131,104 @@ class RunCurve:
         return self.last / self.first if self.first > 0 else math.nan
 
 
+@dataclass
+class StabilityResult:
+    """What :func:`stability` found (and wrote).
+
+    Attributes
+    ----------
+    split : str
+        The split whose epoch rows were read (the one chosen when ``split=None``).
+    group_by : str
+    curves : list of RunCurve
+        One per run, in the order given.
+    groups : list of dict
+        The statistics per group (:func:`summarise_stability`).
+    markdown : str
+        The per-group table as Markdown (what the command prints).
+    summary : dict
+        The contents of ``summary.json``.
+    out : Path or None
+        The output folder; None when nothing was written.
+    files : list of Path
+        The files written (``stability.csv``, ``.png``, ``.md``, ``summary.json``).
+    """
+
+    split: str
+    group_by: str
+    curves: list[RunCurve]
+    groups: list[dict[str, Any]]
+    markdown: str
+    summary: dict[str, Any]
+    out: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+
 # --------------------------------------------------------------------------------------
 # Reading runs
 
 
-def _read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StabilityError(f"{run_dir}: cannot read config.json ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise StabilityError(f"{run_dir}: config.json is not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise StabilityError(f"{run_dir}: config.json does not hold a JSON object")
-    return config
-
-
-def _run_identity(run_dir: Path, config: dict[str, Any]) -> tuple[str, str, str, int | None]:
+def _run_identity(folder: RunFolder) -> tuple[str, str, str, int | None]:
     """(preset, architecture, dataset, seed) from a run's config.json."""
-    settings, preset = config.get("settings"), config.get("preset")
-    if not isinstance(settings, dict) or not isinstance(preset, dict):
-        raise StabilityError(
-            f"{run_dir}: config.json lacks the 'settings' and 'preset' of unsupseg train"
+    settings, preset = folder.settings, folder.config.get("preset")
+    if not isinstance(preset, dict):
+        raise RunFolderError(
+            f"{folder.path}: config.json lacks the 'settings' and 'preset' of unsupseg train"
         )
     name = settings.get("preset") or preset.get("name")
     architecture = preset.get("architecture")
     dataset = settings.get("dataset") or preset.get("dataset")
     for key, value in (("preset", name), ("architecture", architecture), ("dataset", dataset)):
         if not isinstance(value, str) or not value:
-            raise StabilityError(f"{run_dir}: config.json names no {key}")
+            raise RunFolderError(f"{folder.path}: config.json names no {key}")
     seed = settings.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise StabilityError(f"{run_dir}: config.json has a seed that is not an integer: {seed!r}")
+        raise RunFolderError(
+            f"{folder.path}: config.json has a seed that is not an integer: {seed!r}"
+        )
     return name, architecture, dataset, seed
 
 
-def _read_epoch_rows(run_dir: Path) -> dict[str, dict[int, float]]:
-    """{split: {epoch: unique_labels}} of the per-epoch rows of a run's metrics.csv."""
-    path = run_dir / "metrics.csv"
-    curves: dict[str, dict[int, float]] = {split: {} for split in SPLITS}
-    try:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in _REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise StabilityError(
-                    f"{path}: not a metrics.csv of unsupseg train (no column {', '.join(missing)})"
-                )
-            for line, row in enumerate(reader, start=2):
-                split = row.get("split")
-                if split not in curves:
-                    continue  # train_step rows and anything else
-                try:
-                    epoch = int(row["epoch"])
-                    text = row["unique_labels"]
-                    value = float(text) if text not in (None, "") else math.nan
-                except (TypeError, ValueError):
-                    raise StabilityError(
-                        f"{path}, line {line}: cannot read epoch {row.get('epoch')!r} / "
-                        f"unique_labels {row.get('unique_labels')!r}"
-                    ) from None
-                if epoch < 1:
-                    raise StabilityError(f"{path}, line {line}: epoch {epoch} is not >= 1")
-                if not math.isfinite(value) or value < 0:
-                    log.warning(
-                        "%s, line %d: no unique_labels for %s epoch %d; skipped",
-                        path,
-                        line,
-                        split,
-                        epoch,
-                    )
-                    continue
-                curves[split][epoch] = value  # a repeated epoch: the later row wins
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise StabilityError(f"{path}: cannot read ({exc})") from None
-    return curves
-
-
-def _check_run_folder(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise StabilityError(f"{run_dir}: no such folder")
-    missing = [n for n in ("config.json", "metrics.csv") if not (run_dir / n).is_file()]
-    if missing:
-        raise StabilityError(
-            f"{run_dir}: not a training run folder (no {' or '.join(missing)}; "
-            "expected the --out of unsupseg train)"
-        )
+def _epoch_points(folder: RunFolder) -> dict[str, dict[int, float]]:
+    """{split: {epoch: unique_labels}} of the per-epoch rows of a run's metrics.csv
+    (``train_step`` rows and any other split are ignored)."""
+    points: dict[str, dict[int, float]] = {split: {} for split in SPLITS}
+    path = folder.path / "metrics.csv"
+    # read_metrics does not keep line numbers; the rows follow the header line by line
+    for line, row in enumerate(folder.metrics or [], start=2):
+        split, epoch, value = row["split"], row["epoch"], row["unique_labels"]
+        if split not in points:
+            continue
+        if epoch < 1:
+            raise RunFolderError(f"{path}, line {line}: epoch {epoch} is not >= 1")
+        if value is None or not math.isfinite(value) or value < 0:
+            log.warning(
+                "%s, line %d: no unique_labels for %s epoch %d; skipped", path, line, split, epoch
+            )
+            continue
+        points[split][epoch] = value  # a repeated epoch: the later row wins
+    return points
 
 
 def _load_run(run_dir: str | os.PathLike) -> tuple[RunCurve, dict[str, dict[int, float]]]:
-    """A run's identity (a curve without points) and its per-epoch rows by split."""
-    run_dir = Path(run_dir)
-    _check_run_folder(run_dir)
-    preset, architecture, dataset, seed = _run_identity(run_dir, _read_config(run_dir))
-    rows = _read_epoch_rows(run_dir)
-    if not any(rows.values()):
-        raise StabilityError(f"{run_dir}: metrics.csv has no epoch rows yet")
-    return RunCurve(str(run_dir), preset, architecture, dataset, seed), rows
+    """A run's identity (a curve without points) and its per-epoch points by split."""
+    folder = read_run_folder(run_dir, require_metrics=True, columns=METRICS_NEEDED)
+    preset, architecture, dataset, seed = _run_identity(folder)
+    points = _epoch_points(folder)
+    if not any(points.values()):
+        raise RunFolderError(f"{folder.path}: metrics.csv has no epoch rows yet")
+    return RunCurve(str(run_dir), preset, architecture, dataset, seed), points
 
 
-def _with_split(identity: RunCurve, rows: dict[str, dict[int, float]], split: str) -> RunCurve:
-    points = rows[split]
-    if not points:
-        raise StabilityError(
+def _with_split(identity: RunCurve, points: dict[str, dict[int, float]], split: str) -> RunCurve:
+    rows = points[split]
+    if not rows:
+        other = "train" if split == "val" else "val"
+        raise ConfigError(
             f"{identity.run}: metrics.csv has no '{split}' epoch rows "
-            f"(it has {', '.join(s for s in SPLITS if rows[s])}); try --split "
-            f"{'train' if split == 'val' else 'val'}"
+            f"(it has {', '.join(s for s in SPLITS if points[s])}); use the {other} split"
         )
-    epochs = sorted(points)
+    epochs = sorted(rows)
     return RunCurve(
         identity.run,
         identity.preset,
@@ -253,30 +236,44 @@ def _with_split(identity: RunCurve, rows: dict[str, dict[int, float]], split: st
         identity.dataset,
         identity.seed,
         epochs,
-        [points[e] for e in epochs],
+        [rows[e] for e in epochs],
     )
 
 
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+
+
+def _check_group_by(group_by: str) -> None:
+    if group_by not in GROUP_BY:
+        raise ConfigError(f"group_by must be one of {', '.join(GROUP_BY)}; got {group_by!r}")
+
+
 def read_run_curve(run_dir: str | os.PathLike, split: str = "val") -> RunCurve:
-    """Read the merging curve of one ``unsupseg train`` run folder.
+    """Read the merging curve of one training run folder.
 
     Parameters
     ----------
     run_dir : path
-        A folder with the ``config.json`` and ``metrics.csv`` of ``unsupseg train``.
+        A folder with the ``config.json`` and ``metrics.csv`` of a training run.
     split : {"val", "train"}
         Whose per-epoch rows to read (``train_step`` rows are always ignored).
 
+    Returns
+    -------
+    RunCurve
+
     Raises
     ------
-    StabilityError
-        The folder is not a run, a file is unreadable or corrupt, or the run has no
-        epoch rows for ``split`` (yet).
+    RunFolderError
+        The folder is not a run, or a file is unreadable or corrupt.
+    ConfigError
+        ``split`` is not one of :data:`SPLITS`, or the run has no epoch rows for it.
     """
-    if split not in SPLITS:
-        raise StabilityError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
-    identity, rows = _load_run(run_dir)
-    return _with_split(identity, rows, split)
+    _check_split(split)
+    identity, points = _load_run(run_dir)
+    return _with_split(identity, points, split)
 
 
 # --------------------------------------------------------------------------------------
@@ -286,9 +283,9 @@ def read_run_curve(run_dir: str | os.PathLike, split: str = "val") -> RunCurve:
 def _group_key(curve: RunCurve, group_by: str) -> tuple[Any, ...]:
     """Sort key and identity of a run's group."""
     rank = (
-        _ARCHITECTURES.index(curve.architecture)
-        if curve.architecture in _ARCHITECTURES
-        else len(_ARCHITECTURES)
+        ARCHITECTURE_ORDER.index(curve.architecture)
+        if curve.architecture in ARCHITECTURE_ORDER
+        else len(ARCHITECTURE_ORDER)
     )
     if group_by == "architecture":
         return (rank, curve.architecture, curve.dataset)
@@ -306,12 +303,16 @@ def _group_label(curve: RunCurve, group_by: str, several_datasets: bool) -> str:
 def group_curves(curves: Sequence[RunCurve], group_by: str) -> list[tuple[str, list[RunCurve]]]:
     """Runs grouped by architecture (and dataset) or by preset (and dataset), in order.
 
-    Groups follow the seed's order of architectures (base, classifier, autoencoder);
+    Groups follow the thesis' order of architectures (base, classifier, autoencoder);
     runs within a group keep their given order. A group is labelled by its architecture
     (with the dataset in brackets when the runs span several data sets) or its preset.
+
+    Raises
+    ------
+    ConfigError
+        ``group_by`` is not one of :data:`GROUP_BY`.
     """
-    if group_by not in GROUP_BY:
-        raise StabilityError(f"group_by must be one of {', '.join(GROUP_BY)}; got {group_by!r}")
+    _check_group_by(group_by)
     several = len({c.dataset for c in curves}) > 1
     groups: dict[tuple[Any, ...], tuple[str, list[RunCurve]]] = {}
     for curve in curves:
@@ -334,7 +335,9 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def summarise_stability(curves: Sequence[RunCurve], group_by: str = "architecture") -> list[dict]:
+def summarise_stability(
+    curves: Sequence[RunCurve], group_by: str = "architecture"
+) -> list[dict[str, Any]]:
     """Statistics of the merging curves per group.
 
     Parameters
@@ -354,6 +357,11 @@ def summarise_stability(curves: Sequence[RunCurve], group_by: str = "architectur
         of each run's first-epoch labels, last-epoch labels and last / first). Every
         ``std`` is the sample standard deviation (``ddof=1``) when there are at least
         two values, else 0.
+
+    Raises
+    ------
+    ConfigError
+        ``group_by`` is not one of :data:`GROUP_BY`.
     """
     summary = []
     for label, members in group_curves(curves, group_by):
@@ -454,14 +462,11 @@ def save_stability_figure(
     Each group's mean is drawn over a band from the minimum to the maximum of its runs,
     with a thin line for each run (seed).
     """
-    import matplotlib.pyplot as plt
-
-    from unsupseg.viz import save_figure
-
     summary = summarise_stability(curves, group_by)
     groups = dict(group_curves(curves, group_by))
-    colours = plt.get_cmap("tab10").colors
-    fig, axis = plt.subplots(figsize=(7.5, 4.5))
+    colours = matplotlib.colormaps["tab10"].colors
+    fig, axes = new_figure(figsize=(7.5, 4.5))
+    axis = axes[0, 0]
     for index, entry in enumerate(summary):
         colour = colours[index % len(colours)]
         for curve in groups[entry["group"]]:
@@ -505,60 +510,27 @@ def _csv_number(value: float) -> str:
     return "" if not math.isfinite(value) else f"{value:.6g}"
 
 
-def write_stability(
-    out: str | os.PathLike,
-    curves: Sequence[RunCurve],
-    group_by: str = "architecture",
-    split: str = "val",
-) -> dict:
-    """Write stability.csv, stability.png, stability.md and summary.json into ``out``.
-
-    Returns
-    -------
-    dict
-        The contents of ``summary.json`` (see the module docstring).
-    """
-    if not curves:
-        raise StabilityError("no runs to summarise")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = summarise_stability(curves, group_by)
-
-    epoch_rows = [
-        [
-            entry["group"],
-            row["epoch"],
-            row["n_runs"],
-            row["mean"],
-            row["std"],
-            row["min"],
-            row["max"],
-        ]
-        for entry in summary
+def _epoch_rows(groups: list[dict[str, Any]]) -> list[list[Any]]:
+    """One row per group and epoch: group, epoch, n_runs, mean, std, min, max."""
+    return [
+        [entry["group"], *(row[key] for key in CSV_COLUMNS[1:])]
+        for entry in groups
         for row in entry["epochs"]
     ]
-    with atomic_file(out / "stability.csv", "w") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for row in epoch_rows:
-            writer.writerow([*row[:3], *(_csv_number(v) for v in row[3:])])
 
-    title = f"Merging across seeds: unique argmax labels per image ({split} split)"
-    save_stability_figure(out / "stability.png", curves, group_by, split)
-    markdown = stability_markdown(curves, group_by, split)
-    with atomic_file(out / "stability.md", "w") as handle:
-        handle.write(f"# {title}\n\n")
-        handle.write(markdown)
-        handle.write(
-            "\nRetained fraction: labels at the last epoch / labels at the first epoch, per "
-            "run. std: sample standard deviation over runs (ddof=1; 0 for a single run).\n"
-            "\n![stability](stability.png)\n"
-        )
 
+def _title(split: str) -> str:
+    return f"Merging across seeds: unique argmax labels per image ({split} split)"
+
+
+def _summary(
+    curves: Sequence[RunCurve], group_by: str, split: str, groups: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The contents of ``summary.json`` (see the module docstring)."""
     labels = {c.run: label for label, members in group_curves(curves, group_by) for c in members}
-    result = {
+    return {
         "kind": "stability",
-        "title": title,
+        "title": _title(split),
         "split": split,
         "runs": [
             {
@@ -584,7 +556,7 @@ def write_stability(
                 "columns": list(CSV_COLUMNS),
                 "rows": [
                     [*row[:3], *(round(v, 4) if math.isfinite(v) else "" for v in row[3:])]
-                    for row in epoch_rows
+                    for row in _epoch_rows(groups)
                 ],
             },
         ],
@@ -596,78 +568,137 @@ def write_stability(
             }
         ],
     }
-    write_json(out / "summary.json", result)
-    return result
+
+
+def write_stability(
+    out: str | os.PathLike,
+    curves: Sequence[RunCurve],
+    group_by: str = "architecture",
+    split: str = "val",
+) -> dict[str, Any]:
+    """Write stability.csv, stability.png, stability.md and summary.json into ``out``.
+
+    Returns
+    -------
+    dict
+        The contents of ``summary.json`` (see the module docstring).
+
+    Raises
+    ------
+    ConfigError
+        No curves, or ``group_by`` is not one of :data:`GROUP_BY`.
+    OSError
+        When a file cannot be written.
+    """
+    if not curves:
+        raise ConfigError("no runs to summarise")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = summarise_stability(curves, group_by)
+
+    with atomic_file(out / "stability.csv", "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for row in _epoch_rows(groups):
+            writer.writerow([*row[:3], *(_csv_number(v) for v in row[3:])])
+
+    save_stability_figure(out / "stability.png", curves, group_by, split)
+    with atomic_file(out / "stability.md", "w") as handle:
+        handle.write(f"# {_title(split)}\n\n")
+        handle.write(stability_markdown(curves, group_by, split))
+        handle.write(
+            "\nRetained fraction: labels at the last epoch / labels at the first epoch, per "
+            "run. std: sample standard deviation over runs (ddof=1; 0 for a single run).\n"
+            "\n![stability](stability.png)\n"
+        )
+
+    summary = _summary(curves, group_by, split, groups)
+    write_json(out / "summary.json", summary)
+    return summary
 
 
 # --------------------------------------------------------------------------------------
-# Command
+# The entry point
 
 
-def add_stability_parser(commands: argparse._SubParsersAction, number: Callable) -> None:
-    """Add the ``stability`` command to ``commands`` (``number``: the CLI's numeric type)."""
-    del number  # no numeric options
-    parser = commands.add_parser(
-        "stability",
-        help="unique argmax labels per image over training, per architecture across seeds",
-        description="Read the unique_labels curves (metrics.csv) of several unsupseg train "
-        "runs, group them by architecture or preset, and write the mean, sample std, min "
-        "and max per epoch over the runs (seeds): OUT/stability.csv, stability.png, "
-        "stability.md and summary.json.",
-    )
-    parser.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN_DIR",
-        type=Path,
-        help="run folders of unsupseg train (with config.json and metrics.csv)",
-    )
-    parser.add_argument(
-        "--split",
-        choices=SPLITS,
-        default=None,
-        help="whose epoch rows to use (default: val when every run has val rows, else train)",
-    )
-    parser.add_argument(
-        "--group-by",
-        choices=GROUP_BY,
-        default="architecture",
-        help="group runs by architecture (base/classifier/autoencoder; the default) or by preset",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/stability"),
-        help="output folder (default: runs/stability)",
-    )
-    parser.set_defaults(run=run_stability)
+def stability(
+    runs: Sequence[str | os.PathLike],
+    *,
+    group_by: str = "architecture",
+    split: str | None = "val",
+    out: str | os.PathLike | None = None,
+) -> StabilityResult:
+    """How many distinct argmax labels per image survive training, per group of runs.
 
+    Reads the ``unique_labels`` curve of each run's ``metrics.csv``, groups the runs by
+    architecture or preset (and data set), and computes for each group and epoch the
+    number of runs, the mean, the sample standard deviation, the minimum and the maximum
+    over the runs; per run, the labels at the first and the last epoch and their ratio
+    (the retained fraction). Every run folder is read and checked before anything is
+    written.
 
-def run_stability(args: argparse.Namespace) -> int:
-    """Run ``unsupseg stability``; 0 on success, 2 on bad usage (a folder that is not a
-    run, an unreadable file, a run without the split's epoch rows), 1 when the outputs
-    cannot be written."""
-    try:
-        loaded = [_load_run(run) for run in args.runs]
-        split = args.split
-        if split is None:
-            lacking = [identity.run for identity, rows in loaded if not rows["val"]]
-            split = "train" if lacking else "val"
-            if lacking:
-                log.info("using the train split: no val rows in %s", ", ".join(lacking))
-        curves = [_with_split(identity, rows, split) for identity, rows in loaded]
-        _warn_repeated_seeds(curves, args.group_by)
-    except StabilityError as exc:
-        log.error("%s", exc)
-        return 2
-    try:
-        write_stability(args.out, curves, args.group_by, split)
-    except OSError as exc:
-        log.error("cannot write the outputs to %s: %s", args.out, exc)
-        return 1
-    print(stability_markdown(curves, args.group_by, split), end="")
-    log.info(
-        "Wrote stability.csv, stability.png, stability.md and summary.json to %s",
-        Path(args.out).resolve(),
+    Parameters
+    ----------
+    runs : sequence of path
+        Training run folders (each with ``config.json`` and ``metrics.csv``).
+    group_by : {"architecture", "preset"}
+        Group runs by architecture (base, classifier, autoencoder) or by preset.
+    split : {"val", "train"} or None
+        Whose per-epoch rows to use; None: ``val`` when every run has val rows, else
+        ``train``.
+    out : path, optional
+        Folder for ``stability.csv``, ``stability.png``, ``stability.md`` and
+        ``summary.json`` (created; the files in it replaced). None: write nothing.
+
+    Returns
+    -------
+    StabilityResult
+        The split used, the curves, the statistics per group, the Markdown table, the
+        contents of ``summary.json`` and the files written.
+
+    Raises
+    ------
+    RunFolderError
+        A folder is not a training run, a file is unreadable or corrupt, or a run has
+        no epoch rows yet.
+    ConfigError
+        No runs, an unknown ``group_by`` or ``split``, or a run without epoch rows for
+        the requested split.
+    OSError
+        When the outputs cannot be written.
+
+    Examples
+    --------
+    >>> from unsupseg.analysis import stability
+    >>> result = stability(["runs/base-s0", "runs/base-s1", "runs/ae-s0"],
+    ...                    out="runs/stability")  # doctest: +SKIP
+    >>> print(result.markdown)  # doctest: +SKIP
+    >>> [group["last"]["mean"] for group in result.groups]  # doctest: +SKIP
+    """
+    _check_group_by(group_by)
+    if split is not None:
+        _check_split(split)
+    if not runs:
+        raise ConfigError("no runs to summarise")
+    loaded = [_load_run(run) for run in runs]
+    if split is None:
+        lacking = [identity.run for identity, points in loaded if not points["val"]]
+        split = "train" if lacking else "val"
+        if lacking:
+            log.info("using the train split: no val rows in %s", ", ".join(lacking))
+    curves = [_with_split(identity, points, split) for identity, points in loaded]
+    _warn_repeated_seeds(curves, group_by)
+    groups = summarise_stability(curves, group_by)
+    result = StabilityResult(
+        split=split,
+        group_by=group_by,
+        curves=curves,
+        groups=groups,
+        markdown=stability_markdown(curves, group_by, split),
+        summary=_summary(curves, group_by, split, groups),
     )
-    return 0
+    if out is not None:
+        result.out = Path(out)
+        result.summary = write_stability(result.out, curves, group_by, split)
+        result.files = [result.out / name for name in OUTPUT_FILES]
+    return result
