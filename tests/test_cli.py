@@ -4,29 +4,14 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import check_outputs_agree
 from PIL import Image
 
 from unsupseg.cli import main
-from unsupseg.io import read_label_png
-from unsupseg.outputs import OUTPUT_FILES
-from unsupseg.viz import colorize
 
 FAST = ["--q", "12", "--max-iter", "4", "--n-segments", "30", "--quiet"]
 
 
-def check_outputs_agree(folder):
-    labels = np.load(folder / "labels.npy")
-    assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_FILES)
-    np.testing.assert_array_equal(read_label_png(folder / "labels.png"), labels)
-    np.testing.assert_array_equal(np.asarray(Image.open(folder / "color.png")), colorize(labels))
-    overlay = np.asarray(Image.open(folder / "overlay.png"))
-    assert overlay.shape == (*labels.shape, 3)
-    summary = json.loads((folder / "summary.json").read_text())
-    assert summary["n_labels"] == len(np.unique(labels))
-    assert (summary["height"], summary["width"]) == labels.shape
-    assert {"torch", "unsupseg", "scikit-image"} <= set(summary["versions"])
-    assert Image.open(folder / "panel.png").size[0] > 3 * 100
-    return labels, summary
 
 
 def test_segment_end_to_end(tmp_path, blocks_image):

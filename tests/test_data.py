@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import bsds_struct_cells, palette_png
 from PIL import Image
 
 from unsupseg.data import (
@@ -34,14 +35,6 @@ def _random_images(n: int, height: int, width: int) -> np.ndarray:
     return RNG.integers(0, 256, (n, height, width, 3), dtype=np.uint8)
 
 
-def _palette_png(path: Path, classes: np.ndarray) -> None:
-    img = Image.fromarray(classes.astype(np.uint8), mode="P")
-    palette = np.zeros((256, 3), np.uint8)
-    palette[:30] = RNG.integers(0, 256, (30, 3))
-    palette[255] = (224, 224, 192)
-    img.putpalette(palette.ravel().tolist())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
 
 
 def _class_map(height: int, width: int, classes: list[int]) -> np.ndarray:
@@ -98,7 +91,7 @@ def write_voc(root: Path) -> Path:
         Image.fromarray(_random_images(1, *classes.shape)[0]).save(
             voc / "JPEGImages" / f"{image_id}.jpg"
         )
-        _palette_png(voc / "SegmentationClass" / f"{image_id}.png", classes)
+        palette_png(voc / "SegmentationClass" / f"{image_id}.png", classes)
     (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("2007_000032\n2007_000039\n")
     (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("2007_000063\n")
     return voc
@@ -115,7 +108,7 @@ def write_msrc(root: Path) -> dict[str, np.ndarray]:
         Image.fromarray(_random_images(1, *classes.shape)[0]).save(
             root / "images" / f"{image_id}.png"
         )
-        _palette_png(root / "labels" / f"{image_id}.png", classes)
+        palette_png(root / "labels" / f"{image_id}.png", classes)
     with open(root / "manifest.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "category"])
@@ -124,13 +117,6 @@ def write_msrc(root: Path) -> dict[str, np.ndarray]:
     return maps
 
 
-def _bsds_struct_cells(segmentations: list[np.ndarray]) -> np.ndarray:
-    cells = np.empty((1, len(segmentations)), dtype=object)
-    for k, seg in enumerate(segmentations):
-        boundaries = np.zeros(seg.shape, np.uint8)
-        boundaries[:, 1:] |= (seg[:, 1:] != seg[:, :-1]).astype(np.uint8)
-        cells[0, k] = {"Segmentation": seg.astype(np.uint16), "Boundaries": boundaries}
-    return cells
 
 
 def write_bsds(root: Path, split: str = "val") -> dict[str, list[np.ndarray]]:
@@ -150,7 +136,7 @@ def write_bsds(root: Path, split: str = "val") -> dict[str, list[np.ndarray]]:
         ]
         scipy.io.savemat(
             root / "groundTruth" / split / f"{image_id}.mat",
-            {"groundTruth": _bsds_struct_cells(segs)},
+            {"groundTruth": bsds_struct_cells(segs)},
         )
         truths[image_id] = segs
     return truths

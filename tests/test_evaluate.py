@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from conftest import band_image, bsds_struct_cells, palette_png, write_msrc_bands
 from PIL import Image
-from test_data import _bsds_struct_cells, _palette_png
 
 from unsupseg import baselines, evaluation, metrics
 from unsupseg.baselines import BASELINES
@@ -63,7 +63,7 @@ def write_bsds(root: Path, truths: dict[str, list[np.ndarray]], split: str = "va
     for image_id, segs in truths.items():
         image = RNG.integers(0, 256, (*segs[0].shape, 3), dtype=np.uint8)
         Image.fromarray(image).save(root / "images" / split / f"{image_id}.jpg")
-        cells = {"groundTruth": _bsds_struct_cells(segs)}
+        cells = {"groundTruth": bsds_struct_cells(segs)}
         scipy.io.savemat(root / "groundTruth" / split / f"{image_id}.mat", cells)
 
 
@@ -79,25 +79,6 @@ def one_annotator_bsds(root: Path) -> dict[str, list[np.ndarray]]:
     write_bsds(root, truths)
     return truths
 
-
-def write_msrc(root: Path) -> dict[str, np.ndarray]:
-    maps = {}
-    for image_id, classes in (("1_1_s", [1, 3, 255]), ("2_1_s", [0, 3]), ("3_1_s", [255, 5, 1])):
-        bands = np.array_split(np.arange(W), len(classes))
-        class_map = np.zeros((H, W), np.uint8)
-        for band, value in zip(bands, classes, strict=True):
-            class_map[:, band] = value
-        maps[image_id] = class_map
-        (root / "images").mkdir(parents=True, exist_ok=True)
-        (root / "labels").mkdir(parents=True, exist_ok=True)
-        image = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
-        Image.fromarray(image).save(root / "images" / f"{image_id}.png")
-        label = Image.fromarray(class_map, mode="P")
-        palette = np.zeros((256, 3), np.uint8)
-        palette[:30] = RNG.integers(0, 256, (30, 3))
-        label.putpalette(palette.ravel().tolist())
-        label.save(root / "labels" / f"{image_id}.png")
-    return maps
 
 
 # --------------------------------------------------------------------------------------
@@ -340,7 +321,7 @@ def test_workers_match_one_process(tmp_path):
 
 
 def test_msrc_perfect_prediction_hungarian(tmp_path):
-    maps = write_msrc(tmp_path / "msrc")
+    maps = write_msrc_bands(tmp_path / "msrc")
     pred = tmp_path / "pred"
     pred.mkdir()
     for image_id, class_map in maps.items():
@@ -357,7 +338,7 @@ def test_msrc_perfect_prediction_hungarian(tmp_path):
 
 
 def test_msrc_blank(tmp_path):
-    write_msrc(tmp_path / "msrc")
+    write_msrc_bands(tmp_path / "msrc")
     summary = _evaluate("msrc", tmp_path / "msrc", tmp_path / "out", method="blank").summary
     # One cluster matched to the largest class, 3 (10 + 15 of 70 labelled columns); the
     # other three classes present (0, 1, 5) score 0.
@@ -366,7 +347,7 @@ def test_msrc_blank(tmp_path):
 
 
 def test_msrc_holdout_scores_the_images_training_held_out(tmp_path):
-    write_msrc(tmp_path / "msrc")
+    write_msrc_bands(tmp_path / "msrc")
     for k in range(7):  # 10 images: the holdout is the 1st and the 6th
         for sub in ("images", "labels"):
             source = tmp_path / "msrc" / sub / "2_1_s.png"
@@ -407,7 +388,7 @@ def write_voc(root: Path) -> dict[str, np.ndarray]:
     for image_id, class_map in maps.items():
         image = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
         Image.fromarray(image).save(voc / "JPEGImages" / f"{image_id}.jpg")
-        _palette_png(voc / "SegmentationClass" / f"{image_id}.png", class_map)
+        palette_png(voc / "SegmentationClass" / f"{image_id}.png", class_map)
     sets = voc / "ImageSets" / "Segmentation"
     (sets / "train.txt").write_text("2008_000003\n")
     (sets / "val.txt").write_text("2008_000001\n2008_000002\n")
@@ -477,7 +458,7 @@ def write_labelled_folder(root: Path) -> dict[str, np.ndarray]:
     }
     Image.fromarray(RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / "images/a.png")
     Image.fromarray(RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(root / "images/b.jpg")
-    _palette_png(root / "labels" / "a.png", maps["a"])
+    palette_png(root / "labels" / "a.png", maps["a"])
     Image.fromarray(maps["b"], mode="L").save(root / "labels" / "b.png")
     return maps
 
@@ -601,25 +582,8 @@ def test_folder_of_images_itself_blank(tmp_path):
 # A checkpoint and per-image optimisation, against the functions they call
 
 
-@pytest.fixture
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def _blocks(rng: np.random.Generator, height: int = 32, width: int = 32) -> np.ndarray:
-    """Three vertical colour bands and a brighter lower part, with noise."""
-    image = np.zeros((height, width, 3))
-    colours = rng.integers(0, 256, (3, 3))
-    for band, colour in zip(np.array_split(np.arange(width), 3), colours, strict=True):
-        image[:, band] = colour
-    image[rng.integers(height // 4, 3 * height // 4) :] += 40
-    image += rng.normal(0, 8, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -631,7 +595,7 @@ def checkpoint(tmp_path_factory) -> Path:
     (root / "data" / "train").mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(4):
-        Image.fromarray(_blocks(rng)).save(root / "data" / "train" / f"img{i}.png")
+        Image.fromarray(band_image(rng)).save(root / "data" / "train" / f"img{i}.png")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -717,7 +681,7 @@ def test_checkpoint_on_class_maps_scores_channel_ids(tmp_path, checkpoint, one_t
     from unsupseg.inference import channel_labels, predict_batch
     from unsupseg.models.checkpoint import load_checkpoint
 
-    write_msrc(tmp_path / "msrc")
+    write_msrc_bands(tmp_path / "msrc")
     dataset = open_dataset("msrc", tmp_path / "msrc", "all", image_size="native")
     loaded = load_checkpoint(checkpoint, "cpu")
     result = _evaluate("msrc", tmp_path / "msrc", tmp_path / "out", checkpoint=checkpoint)

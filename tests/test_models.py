@@ -1,4 +1,4 @@
-"""Dataset-level architectures: the seed's parameter totals, shapes, presets, weights."""
+"""Dataset-level architectures: the thesis' parameter totals, shapes, presets, weights."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from unsupseg.models import (
 from unsupseg.models.classifier import RESNET50_WEIGHTS_ENV
 from unsupseg.models.fcn import BASE_FCN_LAYERS, PHOTO_FCN_LAYERS
 
-# SPEC section 2: (total, FCN subtotal, head subtotal), copied from the seed's appendix.
-SEED_PARAMETERS = {
+# (total, FCN subtotal, head subtotal), copied from the thesis' appendix.
+THESIS_PARAMETERS = {
     "base-cifar10": (24_832, 24_832, 0),
     "base-stl10": (24_832, 24_832, 0),
     "base-voc2012": (24_832, 24_832, 0),
@@ -44,8 +44,8 @@ SEED_PARAMETERS = {
     "autoencoder-voc2012": (609_915, 396_576, 213_339),
 }
 
-# SPEC section 3: epochs, lr, batch size, optimiser.
-SEED_TRAINING = {
+# The thesis' training table: epochs, lr, batch size, optimiser.
+THESIS_TRAINING = {
     "base-cifar10": (30, 1e-3, 16, "sgd"),
     "base-stl10": (30, 1e-4, 5, "sgd"),
     "base-voc2012": (30, 1e-3, 16, "adam"),
@@ -74,21 +74,21 @@ def _forward(model: nn.Module, x: torch.Tensor) -> ModelOutput:
 
 
 def test_preset_names():
-    assert set(PRESETS) == set(SEED_PARAMETERS) | set(PHOTO_PRESETS)
+    assert set(PRESETS) == set(THESIS_PARAMETERS) | set(PHOTO_PRESETS)
     for name, preset in PRESETS.items():
         assert name == preset.name == f"{preset.architecture}-{preset.dataset}"
 
 
 def test_parameter_totals_match_the_seed():
     table = preset_parameter_table()
-    assert {name: table[name] for name in SEED_PARAMETERS} == {
-        name: total for name, (total, _, _) in SEED_PARAMETERS.items()
+    assert {name: table[name] for name in THESIS_PARAMETERS} == {
+        name: total for name, (total, _, _) in THESIS_PARAMETERS.items()
     }
 
 
-@pytest.mark.parametrize("name", list(SEED_PARAMETERS))
+@pytest.mark.parametrize("name", list(THESIS_PARAMETERS))
 def test_parameter_subtotals_match_the_seed(models, name):
-    total, fcn, head = SEED_PARAMETERS[name]
+    total, fcn, head = THESIS_PARAMETERS[name]
     model = models[name]
     assert count_parameters(model) == total
     assert count_parameters(model.fcn) == fcn
@@ -104,7 +104,7 @@ def test_photo_presets_are_small_with_more_context(models):
         preset, model = PRESETS[name], models[name]
         assert preset.q == model.q == 32
         assert preset.image_size is None and preset.crop_size == 160
-        assert not preset.from_seed
+        assert not preset.from_thesis
         assert (preset.epochs, preset.lr, preset.batch_size, preset.optimizer) == (
             20,
             1e-3,
@@ -118,7 +118,7 @@ def test_photo_presets_are_small_with_more_context(models):
 
 
 def test_presets_record_dataset_and_training():
-    for name, (epochs, lr, batch_size, optimizer) in SEED_TRAINING.items():
+    for name, (epochs, lr, batch_size, optimizer) in THESIS_TRAINING.items():
         preset = PRESETS[name]
         assert (preset.epochs, preset.lr, preset.batch_size, preset.optimizer) == (
             epochs,
@@ -127,7 +127,7 @@ def test_presets_record_dataset_and_training():
             optimizer,
         )
         assert preset.image_size == {"cifar10": 32, "stl10": 96, "voc2012": 224}[preset.dataset]
-        assert preset.momentum == 0.9 and preset.aux_weight == 1.0 and preset.from_seed
+        assert preset.momentum == 0.9 and preset.aux_weight == 1.0 and preset.from_thesis
         assert 0 < preset.lr_step_size <= preset.epochs and 0 < preset.lr_gamma < 1
         assert preset.multi_label == (preset.dataset == "voc2012")
     assert PRESETS["classifier-stl10"].n_classes == 10

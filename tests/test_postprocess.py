@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from conftest import bsds_struct_cells, write_msrc_bands
 from PIL import Image
-from test_data import _bsds_struct_cells
 
 from unsupseg import metrics
 from unsupseg.cli import main
@@ -193,7 +193,7 @@ def _write_tree(root: Path, predictions: Path) -> dict[str, np.ndarray]:
         Image.fromarray(_photo(truth, seed=k)).save(
             root / "images" / "val" / f"{image_id}.jpg", quality=98
         )
-        cells = {"groundTruth": _bsds_struct_cells([(truth + 1).astype(np.uint16)])}
+        cells = {"groundTruth": bsds_struct_cells([(truth + 1).astype(np.uint16)])}
         scipy.io.savemat(root / "groundTruth" / "val" / f"{image_id}.mat", cells)
         save_label_png(predictions / f"{image_id}.png", _fragmented(truth) % 256)
     return truths
@@ -295,9 +295,8 @@ def test_sweep_reports_missing_predictions_per_image(tmp_path):
 
 
 def test_sweep_on_class_maps_keeps_the_prediction_ids(tmp_path):
-    from test_evaluate import write_msrc
 
-    maps = write_msrc(tmp_path / "msrc")
+    maps = write_msrc_bands(tmp_path / "msrc")
     predictions = tmp_path / "pred"
     predictions.mkdir()
     rng = np.random.default_rng(0)

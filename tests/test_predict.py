@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import band_image
 from PIL import Image
 
 from unsupseg.cli import main
@@ -19,26 +20,8 @@ from unsupseg.models import build_model
 from unsupseg.models.checkpoint import Checkpoint, CheckpointInfo, load_checkpoint
 from unsupseg.outputs import OUTPUT_FILES
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the test machines are small and shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _blocks(rng: np.random.Generator, height: int = 32, width: int = 32) -> np.ndarray:
-    """Three vertical colour bands and a brighter lower part, with noise."""
-    image = np.zeros((height, width, 3))
-    colours = rng.integers(0, 256, (3, 3))
-    for band, colour in zip(np.array_split(np.arange(width), 3), colours, strict=True):
-        image[:, band] = colour
-    image[rng.integers(height // 4, 3 * height // 4) :] += 40
-    image += rng.normal(0, 8, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
+#: One intra-op torch thread in every test: the machines are small and shared.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
@@ -48,7 +31,7 @@ def images(tmp_path_factory) -> Path:
     for split, n in (("train", 8), ("val", 4)):
         (root / split).mkdir()
         for i in range(n):
-            Image.fromarray(_blocks(rng)).save(root / split / f"img{i}.png")
+            Image.fromarray(band_image(rng)).save(root / split / f"img{i}.png")
     return root
 
 

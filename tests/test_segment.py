@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from conftest import check_outputs_agree
 from scipy import ndimage
 
 from unsupseg import segment
@@ -147,7 +148,6 @@ def test_tiny_and_huge_images_refused_with_advice():
 
 def test_real_bsds500_photo(bsds500, tmp_path):
     """CLI on a real photo, twice with one seed: identical, and files agree with the .npy."""
-    from test_cli import check_outputs_agree
 
     from unsupseg.cli import main
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import band_image
 from PIL import Image
 
 from unsupseg.analysis import stability
@@ -84,18 +85,6 @@ def runs(tmp_path) -> list[Path]:
     return folders
 
 
-@pytest.fixture
-def unsupseg_log(caplog) -> pytest.LogCaptureFixture:
-    """The records of the ``unsupseg`` logger, caught on the logger itself (the CLI stops
-    it from propagating to the root logger, where caplog listens)."""
-    logger = logging.getLogger("unsupseg")
-    propagate = logger.propagate
-    logger.propagate = False
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="unsupseg")
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.propagate = propagate
 
 
 # --------------------------------------------------------------------------------------
@@ -388,15 +377,6 @@ def test_an_epoch_without_unique_labels_is_skipped_with_a_warning(tmp_path, unsu
 # A real run
 
 
-def _blocks(rng: np.random.Generator, size: int = 32) -> np.ndarray:
-    """Three vertical colour bands and a brighter lower part, with noise."""
-    image = np.zeros((size, size, 3))
-    for band, colour in zip(np.array_split(np.arange(size), 3), rng.integers(0, 256, (3, 3)),
-                            strict=True):  # fmt: skip
-        image[:, band] = colour
-    image[rng.integers(size // 4, 3 * size // 4) :] += 40
-    image += rng.normal(0, 8, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def test_a_real_tiny_training_run(tmp_path, capsys):
@@ -409,7 +389,7 @@ def test_a_real_tiny_training_run(tmp_path, capsys):
         for split, n in (("train", 4), ("val", 2)):
             (tmp_path / "data" / split).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(_blocks(rng)).save(tmp_path / "data" / split / f"img{i}.png")
+                Image.fromarray(band_image(rng)).save(tmp_path / "data" / split / f"img{i}.png")
         run = tmp_path / "run"
         code = main([
             "train", "--preset", "base-cifar10", "--q", "8", "--epochs", "2",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import logging
 import os
 import pickle
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, band_image
 from PIL import Image
 
 import unsupseg
@@ -45,6 +44,9 @@ from unsupseg.training import (
 )
 from unsupseg.training.figures import save_loss_curves, save_unique_labels_curve
 
+#: One intra-op torch thread in every test: the machines are small and shared.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 #: The keys of config.json's ``settings`` (and of each checkpoint's): its format.
 SETTINGS_KEYS = [
     "preset", "out", "dataset", "data_root", "split", "val_split", "limit", "val_limit",
@@ -63,24 +65,8 @@ PLAIN_CHECKPOINT_KEYS = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the test machines are small and shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def _blocks(rng: np.random.Generator, height: int = 32, width: int = 32) -> np.ndarray:
-    """Three vertical colour bands and a brighter lower part, with noise."""
-    image = np.zeros((height, width, 3))
-    colours = rng.integers(0, 256, (3, 3))
-    for band, colour in zip(np.array_split(np.arange(width), 3), colours, strict=True):
-        image[:, band] = colour
-    image[rng.integers(height // 4, 3 * height // 4) :] += 40
-    image += rng.normal(0, 8, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def write_cifar(root: Path, per_batch: int = 2, test: int = 4) -> Path:
@@ -89,7 +75,7 @@ def write_cifar(root: Path, per_batch: int = 2, test: int = 4) -> Path:
     folder.mkdir(parents=True)
     for batch in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         n = test if batch == "test_batch" else per_batch
-        images = np.stack([_blocks(rng) for _ in range(n)])
+        images = np.stack([band_image(rng) for _ in range(n)])
         entry = {
             b"batch_label": batch.encode(),
             b"labels": [int(v) for v in rng.integers(0, 10, n)],
@@ -105,7 +91,7 @@ def write_msrc(root: Path, n: int = 6) -> Path:
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
     for i in range(n):
-        Image.fromarray(_blocks(rng, 24, 30)).save(root / "images" / f"1_{2 * i + 2}_s.png")
+        Image.fromarray(band_image(rng, 24, 30)).save(root / "images" / f"1_{2 * i + 2}_s.png")
         classes = np.zeros((24, 30), np.uint8)
         classes[:, 10:] = 1 + i % 3
         classes[:2] = 255
@@ -123,7 +109,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     for split, n in (("train", 8), ("val", 4)):
         (root / "folder" / split).mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(_blocks(rng)).save(root / "folder" / split / f"img{i}.png")
+            Image.fromarray(band_image(rng)).save(root / "folder" / split / f"img{i}.png")
     write_cifar(root / "cifar")
     write_msrc(root / "msrc")
     return {
@@ -135,15 +121,9 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 
 def train_cli(*argv: str) -> int:
-    """``unsupseg train ARGS`` through the command line's ``main``; the ``unsupseg``
-    logger is left as it was (``main`` sends it to stderr, which capsys reads)."""
-    logger = logging.getLogger("unsupseg")
-    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
-    try:
-        return main(["train", *map(str, argv)])
-    finally:
-        logger.handlers[:], logger.propagate = handlers, propagate
-        logger.setLevel(level)
+    """``unsupseg train ARGS`` through the command line's ``main`` (its log goes to
+    stderr, which capsys reads)."""
+    return main(["train", *map(str, argv)])
 
 
 def folder_args(tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:

@@ -553,10 +553,7 @@ def bench_train(*, presets: Sequence[str] | None = None, steps: int = 3) -> dict
     from unsupseg.training.module import SegmentationModule
 
     _check_at_least(1, steps=steps)
-    try:
-        chosen = [get_preset(name) for name in (presets or list(PRESETS))]
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    chosen = [get_preset(name) for name in (presets or list(PRESETS))]
     devices = [torch.device("cpu")]
     if torch.cuda.is_available():
         devices.append(resolve_device("cuda"))

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
         training = (
             f"{preset.epochs} ep, lr {preset.lr:g}, batch {preset.batch_size}, "
-            f"{preset.optimizer}{'' if preset.from_seed else ' (ours)'}"
+            f"{preset.optimizer}{'' if preset.from_thesis else ' (ours)'}"
         )
         size = preset.image_size or f"c{preset.crop_size}"
         rows.append([name, f"{table[name]:,}", preset.q, size, training])

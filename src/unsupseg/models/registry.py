@@ -25,6 +25,7 @@ from typing import Any
 
 from torch import nn
 
+from unsupseg.errors import ConfigError
 from unsupseg.models.autoencoder import AUTOENCODER_WIDTHS, autoencoder_net
 from unsupseg.models.base import base_net
 from unsupseg.models.blocks import xavier_init_
@@ -80,7 +81,7 @@ class Preset:
     aux_weight : float
         Weight of the classifier or reconstruction loss; the segmentation loss has
         weight 1 (the thesis' 1:1).
-    from_seed : bool
+    from_thesis : bool
         Whether the preset is the thesis' (False for the photos presets).
     notes : str
         Deviations and choices worth knowing.
@@ -105,7 +106,7 @@ class Preset:
     lr_step_size: int = 10
     lr_gamma: float = 0.1
     aux_weight: float = 1.0
-    from_seed: bool = True
+    from_thesis: bool = True
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -224,7 +225,7 @@ def _make_presets() -> dict[str, Preset]:
             optimizer="adam",
             lr_step_size=10,
             lr_gamma=0.5,
-            from_seed=False,
+            from_thesis=False,
             notes=_PHOTO_NOTES,
             **_DATASET_INFO[dataset],
             **entry,
@@ -241,7 +242,7 @@ def get_preset(name: str | Preset) -> Preset:
     if isinstance(name, Preset):
         return name
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
@@ -372,7 +373,7 @@ def build_model(
 
     Raises
     ------
-    ValueError
+    ConfigError
         Unknown preset name.
     TypeError
         Unknown override.

@@ -409,7 +409,7 @@ def _parameter_rows() -> tuple[dict[str, Any], ...]:
                 "preset": name,
                 "architecture": preset.architecture,
                 "dataset": preset.dataset,
-                "from_thesis": preset.from_seed,
+                "from_thesis": preset.from_thesis,
                 "parameters": count_parameters(model),
                 "fcn": count_parameters(fcn) if fcn is not None else None,
                 "head": count_parameters(head) if head is not None else None,
