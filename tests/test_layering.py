@@ -20,7 +20,7 @@ PACKAGE = SRC / "unsupseg"
 LAYERS: list[tuple[str, ...]] = [
     (
         "version", "errors", "io", "tables", "device", "samples", "viz", "outputs",
-        "run_folder", "thesis",
+        "run_folder", "thesis", "lazy",
     ),
     ("superpixels",),
     ("data",),

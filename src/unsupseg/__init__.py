@@ -27,9 +27,6 @@ import os
 # out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from importlib import import_module  # noqa: E402
-from typing import Any  # noqa: E402
-
 from unsupseg.errors import (  # noqa: E402
     CheckpointError,
     ConfigError,
@@ -38,6 +35,7 @@ from unsupseg.errors import (  # noqa: E402
     RunFolderError,
     UnsupsegError,
 )
+from unsupseg.lazy import lazy_exports  # noqa: E402
 from unsupseg.version import __version__  # noqa: E402
 
 #: Public name -> the module that defines it.
@@ -77,14 +75,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'unsupseg' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -21,8 +21,7 @@ Examples
 PosixPath('runs/base-bsds500/checkpoints/model-best.pt')
 """
 
-from importlib import import_module
-from typing import Any
+from unsupseg.lazy import lazy_exports
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -43,14 +42,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'unsupseg.training' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
