@@ -71,7 +71,16 @@ def test_huge_image_refused_unless_downscaled(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "option", [["--max-iter", "-3"], ["--q", "1"], ["--lr", "0"], ["--q", "abc"]]
+    "option",
+    [
+        ["--max-iter", "-3"],
+        ["--q", "1"],
+        ["--lr", "0"],
+        ["--q", "abc"],
+        ["--lr", "nan"],
+        ["--momentum", "nan"],
+        ["--compactness", "inf"],
+    ],
 )
 def test_invalid_option_values(option, capsys):
     with pytest.raises(SystemExit) as exit_info:

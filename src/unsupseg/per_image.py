@@ -170,9 +170,9 @@ def segment(
         raise ConfigError(f"q must be >= 2; got {q}")
     if not 0 <= momentum < 1:
         raise ConfigError(f"momentum must be in [0, 1); got {momentum}")
-    if compactness <= 0:
+    if not compactness > 0:  # also refuses NaN
         raise ConfigError(f"compactness must be > 0; got {compactness}")
-    if mu < 0 or scribble_weight < 0:
+    if not (mu >= 0 and scribble_weight >= 0):
         raise ConfigError("mu and scribble_weight must be >= 0")
     if max_side is not None and max_side < 2:
         raise ConfigError(f"max_side must be >= 2; got {max_side}")
@@ -395,5 +395,5 @@ def number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.ndar
 
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
-        if value <= 0:
+        if not value > 0:  # also refuses NaN
             raise ConfigError(f"{name} must be > 0; got {value}")
