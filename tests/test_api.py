@@ -20,6 +20,8 @@ ENTRY_POINTS = [
     "predict_batch",
     "train",
     "evaluate_dataset",
+    "hierarchy",
+    "evaluate_hierarchy",
     "postprocess_dataset",
     "stability",
     "build_report",

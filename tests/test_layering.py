@@ -17,6 +17,8 @@ PACKAGE = SRC / "unsupseg"
 
 #: The layers, lowest first. A module may import modules of its own layer or below.
 #: ``superpixels`` sits under ``data`` because the data layer's superpixel cache runs SLIC.
+#: ``ucm`` (the hierarchies) sits beside ``metrics``: its ``auto`` level uses the internal
+#: indices.
 LAYERS: list[tuple[str, ...]] = [
     (
         "version", "errors", "io", "tables", "device", "samples", "viz", "outputs",
@@ -28,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("models",),
     ("algorithm",),
     ("per_image", "inference", "training"),
-    ("metrics", "baselines"),
+    ("metrics", "baselines", "ucm"),
     ("evaluation",),
     ("postprocess",),
     ("analysis",),

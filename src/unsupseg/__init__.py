@@ -11,6 +11,9 @@ needs it is used:
 ``predict_batch``
 ``TrainConfig``, ``train``  one network trained on a whole data set
 ``evaluate_dataset``        score a method, a checkpoint or saved label maps on a data set
+``hierarchy``,               nested regions of a photo: its UCM, merge tree, ``cut`` and
+``Hierarchy``                 ``cut_to`` (no labels, no weights)
+``evaluate_hierarchy``      the Berkeley ODS/OIS protocol for hierarchies on BSDS500
 ``postprocess_dataset``     merge segments with seven clusterers, scored and chosen
 ``stability``               unique labels per image over training, grouped across runs
 ``build_report``            one Markdown and one HTML report of runs and evaluations
@@ -57,6 +60,9 @@ _EXPORTS = {
     "TrainResult": "unsupseg.training",
     "train": "unsupseg.training",
     "evaluate_dataset": "unsupseg.evaluation",
+    "hierarchy": "unsupseg.ucm",
+    "Hierarchy": "unsupseg.ucm",
+    "evaluate_hierarchy": "unsupseg.evaluation.hierarchical",
     "Evaluation": "unsupseg.evaluation",
     "postprocess_dataset": "unsupseg.postprocess",
     "stability": "unsupseg.analysis",

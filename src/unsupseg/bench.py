@@ -612,6 +612,90 @@ def bench_train(*, presets: Sequence[str] | None = None, steps: int = 3) -> dict
 
 
 # --------------------------------------------------------------------------------------
+# Hierarchical segmentation
+
+
+def bench_hierarchy(
+    *,
+    data_root: str | os.PathLike | None = None,
+    n_images: int = 10,
+) -> dict[str, Any]:
+    """Seconds per photo of :func:`unsupseg.ucm.hierarchy` against Felzenszwalb,
+    measured side by side on the same photos in one run.
+
+    Parameters
+    ----------
+    data_root : path, optional
+        BSDS500's folder: its first ``n_images`` val photos (481x321) are timed. Default
+        :func:`unsupseg.data.locate.default_data_root`; where BSDS500 is absent, the
+        scikit-image sample photos are timed instead (said in ``photos``).
+    n_images : int
+        Photos timed.
+
+    Returns
+    -------
+    dict
+        ``photos`` (what was timed), ``n_images``, ``rows``: per variant ``name``,
+        ``mean_s``, ``median_s``, ``vs_felzenszwalb`` (its mean over Felzenszwalb's at
+        scale 300); then :func:`machine`.
+    """
+    from skimage.segmentation import felzenszwalb
+
+    from unsupseg.data.base import to_uint8_rgb
+    from unsupseg.data.locate import default_data_root
+    from unsupseg.errors import DatasetError
+    from unsupseg.io import as_rgb_float, read_image
+    from unsupseg.samples import SAMPLE_NAMES, sample_image
+    from unsupseg.ucm import THRESHOLDS, hierarchy
+
+    _check_at_least(1, n_images=n_images)
+    photos: list[np.ndarray] = []
+    try:
+        root = Path(data_root) if data_root is not None else default_data_root("bsds500")
+        paths = sorted((root / "images" / "val").glob("*.jpg"))[:n_images]
+    except DatasetError:
+        paths = []
+    if paths:
+        photos = [read_image(path) for path in paths]
+        source = f"BSDS500 val, first {len(photos)} photos ({root})"
+    else:
+        photos = [sample_image(name) for name in SAMPLE_NAMES][:n_images]
+        source = f"scikit-image sample photos ({len(photos)}; BSDS500 not found)"
+    times: dict[str, list[float]] = {
+        "felzenszwalb (scale 300)": [],
+        "felzenszwalb stack (8 scales)": [],
+        "hierarchy": [],
+        "hierarchy + hierarchy.npy stack": [],
+    }
+    for photo in photos:
+        rgb8 = to_uint8_rgb(photo)
+        rgb = as_rgb_float(photo)
+        started = time.perf_counter()
+        felzenszwalb(rgb8, scale=300, sigma=0.8, min_size=50, channel_axis=-1)
+        times["felzenszwalb (scale 300)"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for scale in (100, 200, 300, 500, 700, 1000, 1500, 2000):
+            felzenszwalb(rgb8, scale=scale, sigma=0.8, min_size=50, channel_axis=-1)
+        times["felzenszwalb stack (8 scales)"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        tree = hierarchy(rgb)
+        times["hierarchy"].append(time.perf_counter() - started)
+        tree.stack(THRESHOLDS)
+        times["hierarchy + hierarchy.npy stack"].append(time.perf_counter() - started)
+    reference = float(np.mean(times["felzenszwalb (scale 300)"]))
+    rows = [
+        {
+            "name": name,
+            "mean_s": float(np.mean(values)),
+            "median_s": float(np.median(values)),
+            "vs_felzenszwalb": float(np.mean(values)) / reference,
+        }
+        for name, values in times.items()
+    ]
+    return {"photos": source, "n_images": len(photos), "rows": rows, **machine()}
+
+
+# --------------------------------------------------------------------------------------
 # The machine
 
 

@@ -8,7 +8,9 @@ Plain numpy functions on integer label arrays, in the style of ``skimage.metrics
 - Berkeley region benchmark (Arbelaez et al. 2011) on the prediction as given:
   :func:`segmentation_covering_terms`, :func:`probabilistic_rand_index`,
   :func:`variation_of_information`.
-- Boundary precision / recall / F-measure: :func:`boundary_prf_terms`, :func:`boundary_f`.
+- BSDS500 boundary benchmark (one-to-one pixel matching, :func:`correspond_pixels`):
+  :func:`boundary_prf_terms`, :func:`boundary_f`; curves: :func:`boundary_pr_curve_terms`,
+  :func:`boundary_ods_ois_ap`.
 - VOC 2012 / MSRC-v2: :func:`per_image_best_iou_terms`, :func:`hungarian_confusion`,
   :func:`hungarian_scores`.
 - Internal indices without ground truth: :func:`internal_indices`.
@@ -25,18 +27,25 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_array, csr_array
+from scipy.sparse.csgraph import connected_components as _graph_components
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+from scipy.spatial import cKDTree
 from skimage.measure import label as _sk_label
 from skimage.metrics import contingency_table
+from skimage.morphology import thin as _sk_thin
 
 __all__ = [
     "best_iou_per_segment",
     "boundary_f",
+    "boundary_ods_ois_ap",
+    "boundary_pr_curve_terms",
     "boundary_prf_terms",
     "bsds_miou",
     "bsds_miou_terms",
     "connected_components",
+    "correspond_pixels",
     "hungarian_confusion",
     "hungarian_scores",
     "internal_indices",
@@ -502,34 +511,262 @@ def variation_of_information(prediction: np.ndarray, annotators: Sequence[np.nda
 
 
 # ---------------------------------------------------------------------------
-# boundaries
+# boundaries (BSDS500 boundary benchmark)
 
 
-def label_boundaries(labels: np.ndarray) -> np.ndarray:
-    """One-pixel-thin boundaries of a label map.
+def label_boundaries(labels: np.ndarray, thin: bool = True) -> np.ndarray:
+    """BSDS500 boundary map of a label map.
 
     Parameters
     ----------
     labels : ndarray of int, shape (H, W)
+    thin : bool
+        Thin the map to one-pixel-wide lines (``skimage.morphology.thin``, MATLAB's
+        ``bwmorph(..., 'thin', inf)``), as the BSDS benchmark does.
 
     Returns
     -------
     boundaries : ndarray of bool, shape (H, W)
-        True where a pixel's label differs from its right or lower 4-neighbour.
+        The BSDS ``seg2bdry(seg, 'imageSize')`` map: a pixel is True when the 2 x 2 block
+        it spans with its right, lower and lower-right neighbours is not constant; in the
+        last row (column) when it differs from its right (lower) neighbour; the
+        bottom-right pixel is False. Then thinned if ``thin``.
+
+    Notes
+    -----
+    With ``thin=True`` this reproduces the ``Boundaries`` field stored in the BSDS500
+    ground-truth files exactly: checked on all 1633 train and val annotations. The
+    stored field is not the raw ``seg2bdry`` map (that is a superset, by about 20% of
+    the pixels) nor the right/lower 4-neighbour difference map.
     """
     labels = _as_labels(labels, "labels")
     out = np.zeros(labels.shape, dtype=bool)
-    out[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    out[:-1, :] |= labels[:-1, :] != labels[1:, :]
-    return out
+    here = labels[:-1, :-1]
+    out[:-1, :-1] = (here != labels[:-1, 1:]) | (here != labels[1:, :-1]) | (here != labels[1:, 1:])
+    out[-1, :-1] = labels[-1, :-1] != labels[-1, 1:]
+    out[:-1, -1] = labels[:-1, -1] != labels[1:, -1]
+    out[-1, -1] = False
+    return _sk_thin(out) if thin else out
 
 
-def _within(mask: np.ndarray, targets: np.ndarray, max_dist: float) -> np.ndarray:
-    """Pixels of ``mask`` within ``max_dist`` (Euclidean) of a True pixel of ``targets``."""
-    if not targets.any():
-        return np.zeros(mask.shape, dtype=bool)
-    distance = ndimage.distance_transform_edt(~targets)
-    return mask & (distance <= max_dist)
+def _as_boundary_map(bmap: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(bmap)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) boundary map; got shape {array.shape}")
+    if array.dtype != bool:
+        if not (np.issubdtype(array.dtype, np.number) and np.isin(array, (0, 1)).all()):
+            raise ValueError(f"{name} must be a boolean (or 0/1) map; got dtype {array.dtype}")
+        array = array != 0
+    return array
+
+
+_MULTIPLIER = 100  # BSDS Match.cc: costs are distances x 100, rounded to integers
+_DENSE_LIMIT = 40_000  # components up to this many row x column cells: dense solver
+
+
+def _assign(
+    pair_i: np.ndarray, pair_j: np.ndarray, cost: np.ndarray, outlier: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matching of the pairs ``(pair_i, pair_j)`` that minimises ``sum(cost - outlier)``.
+
+    ``cost`` and ``outlier`` are whole numbers with ``0 <= cost < outlier``. Returns the
+    ``i`` and ``j`` ids of the chosen pairs.
+    """
+    nodes_a, local_i = np.unique(pair_i, return_inverse=True)
+    nodes_b, local_j = np.unique(pair_j, return_inverse=True)
+    swap = nodes_a.size > nodes_b.size  # rows: the smaller side
+    rows, cols = (local_j, local_i) if swap else (local_i, local_j)
+    n_rows, n_cols = (nodes_b.size, nodes_a.size) if swap else (nodes_a.size, nodes_b.size)
+    if n_rows * n_cols <= _DENSE_LIMIT:
+        # Dense rectangular assignment: a cell that is no pair costs 0 (= unmatched),
+        # a pair costs cost - outlier < 0; every row gets a column.
+        table = np.zeros((n_rows, n_cols))
+        table[rows, cols] = cost - outlier
+        row_ind, col_ind = linear_sum_assignment(table)
+        real = table[row_ind, col_ind] < 0
+    else:
+        # Sparse: one private outlier column per row (the row left unmatched) at the
+        # outlier cost, so a matching of all rows always exists and its cost is
+        # sum(cost) + outlier * (rows unmatched). Every weight gets +1 (all such
+        # matchings have n_rows edges) so that no stored weight is 0. Integer-valued
+        # weights keep LAPJVsp exact (with arbitrary floats it can fail to terminate).
+        own = np.arange(n_rows)
+        graph = csr_array(
+            (
+                np.concatenate([cost + 1.0, np.full(n_rows, outlier + 1.0)]),
+                (np.concatenate([rows, own]), np.concatenate([cols, n_cols + own])),
+            ),
+            shape=(n_rows, n_cols + n_rows),
+        )
+        row_ind, col_ind = min_weight_full_bipartite_matching(graph)
+        real = col_ind < n_cols
+    row_ind, col_ind = row_ind[real], col_ind[real]
+    if swap:
+        row_ind, col_ind = col_ind, row_ind
+    return nodes_a[row_ind], nodes_b[col_ind]
+
+
+def correspond_pixels(
+    boundary_a: np.ndarray,
+    boundary_b: np.ndarray,
+    max_dist: float,
+    outlier_cost: float = 100.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one correspondence of two boundary maps (BSDS ``correspondPixels``).
+
+    Parameters
+    ----------
+    boundary_a, boundary_b : ndarray of bool, shape (H, W)
+        The two boundary maps (e.g. machine and one human).
+    max_dist : float
+        Largest Euclidean distance, in pixels, between two matched pixels (BSDS:
+        ``0.0075 * hypot(H, W)``); pairs need ``dy**2 + dx**2 <= max_dist**2``.
+    outlier_cost : float
+        Cost of leaving a pixel unmatched, in units of ``max_dist`` (BSDS: 100). Must be
+        > 1.
+
+    Returns
+    -------
+    match_a, match_b : ndarray of bool, shape (H, W)
+        True at the pixels of ``boundary_a`` (``boundary_b``) that have a partner. The
+        matching is one to one, so ``match_a.sum() == match_b.sum()``.
+
+    Notes
+    -----
+    As in BSDS ``Match.cc``, a pair at distance ``d`` costs ``rint(100 * d)`` and an
+    outlier ``ceil(100 * outlier_cost * max_dist)``; the matching minimises ``sum(pair
+    costs) + (n_a + n_b - k) * outlier`` over one-to-one matchings of ``k`` admissible
+    pairs, i.e. every pair is worth ``outlier - cost > (outlier_cost - 1) * max_dist *
+    100``. So it has maximum cardinality and, among those, minimum total (rounded)
+    distance, but for contrived augmenting paths of some ``2 * outlier_cost`` pairs.
+
+    The solution is exact: the graph of admissible pairs is split into connected
+    components, a single pair is taken as is, a small component goes to
+    ``scipy.optimize.linear_sum_assignment`` (dense, non-pairs at cost 0 = unmatched)
+    and a larger one to ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``
+    (the smaller side as rows, each row with a private outlier column). BSDS solves the
+    same integer problem with Goldberg's CSA on a graph with random sparse outlier
+    edges, so between equally good matchings the two may pick different pixels; the
+    numbers of matched pixels agree. With ``max_dist == 0`` only coincident pixels
+    pair, and all of them do.
+    """
+    a = _as_boundary_map(boundary_a, "boundary_a")
+    b = _as_boundary_map(boundary_b, "boundary_b")
+    _check_same_shape(a, b, "boundary_a", "boundary_b")
+    if not max_dist >= 0:
+        raise ValueError(f"max_dist must be >= 0; got {max_dist}")
+    if not outlier_cost > 1:
+        raise ValueError(f"outlier_cost must be > 1; got {outlier_cost}")
+    match_a = np.zeros(a.shape, dtype=bool)
+    match_b = np.zeros(b.shape, dtype=bool)
+    ya, xa = np.nonzero(a)
+    yb, xb = np.nonzero(b)
+    if ya.size == 0 or yb.size == 0:
+        return match_a, match_b
+
+    # Admissible pairs: a k-d tree proposes, the exact integer test decides.
+    tree_a = cKDTree(np.column_stack([ya, xa]))
+    tree_b = cKDTree(np.column_stack([yb, xb]))
+    pairs = tree_a.sparse_distance_matrix(tree_b, max_dist + 1e-6, output_type="ndarray")
+    pair_i = pairs["i"].astype(np.int64)
+    pair_j = pairs["j"].astype(np.int64)
+    d2 = (ya[pair_i] - yb[pair_j]) ** 2 + (xa[pair_i] - xb[pair_j]) ** 2
+    keep = d2 <= max_dist * max_dist
+    pair_i, pair_j, d2 = pair_i[keep], pair_j[keep], d2[keep]
+    if pair_i.size == 0:
+        return match_a, match_b
+    cost = np.rint(_MULTIPLIER * np.sqrt(d2))
+    outlier = float(max(np.ceil(_MULTIPLIER * outlier_cost * max_dist), cost.max() + 1))
+
+    # Every connected component of the pair graph on its own (same optimum, faster).
+    graph = coo_array(
+        (np.ones(pair_i.size, dtype=np.int8), (pair_i, ya.size + pair_j)),
+        shape=(ya.size + yb.size,) * 2,
+    )
+    _, component = _graph_components(graph, directed=False)
+    edge_component = component[pair_i]
+    order = np.argsort(edge_component, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(edge_component[order]) != 0])
+    sizes = np.diff(np.r_[starts, order.size])
+    single = order[starts[sizes == 1]]
+    matched_a, matched_b = [pair_i[single]], [pair_j[single]]
+    for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
+        edges = order[start : start + size]
+        got_a, got_b = _assign(pair_i[edges], pair_j[edges], cost[edges], outlier)
+        matched_a.append(got_a)
+        matched_b.append(got_b)
+    matched_a, matched_b = np.concatenate(matched_a), np.concatenate(matched_b)
+    match_a[ya[matched_a], xa[matched_a]] = True
+    match_b[yb[matched_b], xb[matched_b]] = True
+    return match_a, match_b
+
+
+def _pooled_counts(
+    bmap: np.ndarray, human: Sequence[np.ndarray], max_dist: float
+) -> tuple[int, int, int, int]:
+    """BSDS counts of one thinned machine map against every human boundary map."""
+    accumulated = np.zeros(bmap.shape, dtype=bool)
+    matched_gt = total_gt = 0
+    for gt_b in human:
+        match_pred, match_gt = correspond_pixels(bmap, gt_b, max_dist)
+        accumulated |= match_pred
+        matched_gt += int(match_gt.sum())
+        total_gt += int(gt_b.sum())
+    return int(accumulated.sum()), int(bmap.sum()), matched_gt, total_gt
+
+
+_COUNT_KEYS = ("matched_pred", "total_pred", "matched_gt", "total_gt")
+
+
+def boundary_pr_curve_terms(
+    boundary_maps: Sequence[np.ndarray] | np.ndarray,
+    annotators: Sequence[np.ndarray],
+    tolerance: float = 0.0075,
+) -> dict[str, np.ndarray]:
+    """BSDS boundary counts of one image at several thresholds (``evaluation_bdry_image``).
+
+    Parameters
+    ----------
+    boundary_maps : sequence of ndarray of bool, shape (H, W), or ndarray, shape (T, H, W)
+        Machine boundary maps, one per threshold or hierarchy level, in the order the
+        curve should follow (BSDS: increasing threshold). Each is thinned as in BSDS.
+        For a hierarchy of label maps pass ``[label_boundaries(s, thin=False) for s in
+        levels]``.
+    annotators : sequence of ndarray of int, shape (H, W)
+        Ground-truth label maps; boundaries from :func:`label_boundaries` (identical to
+        the stored BSDS ``Boundaries`` field).
+    tolerance : float
+        Matching distance as a fraction of the image diagonal (BSDS: 0.0075).
+
+    Returns
+    -------
+    counts : dict of ndarray of int64, shape (T,)
+        ``matched_pred`` (BSDS ``cntP``), ``total_pred`` (``sumP``), ``matched_gt``
+        (``cntR``), ``total_gt`` (``sumR``) per threshold; see
+        :func:`boundary_prf_terms`.
+    """
+    if isinstance(boundary_maps, np.ndarray) and boundary_maps.ndim == 2:
+        boundary_maps = [boundary_maps]
+    maps = [_as_boundary_map(m, f"boundary_maps[{t}]") for t, m in enumerate(boundary_maps)]
+    if not maps:
+        raise ValueError("boundary_maps is empty: give at least one boundary map")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0; got {tolerance}")
+    annotators = _as_annotators(maps[0], annotators)
+    for t, bmap in enumerate(maps):
+        _check_same_shape(bmap, maps[0], f"boundary_maps[{t}]", "boundary_maps[0]")
+    max_dist = tolerance * float(np.hypot(*maps[0].shape))
+    human = [label_boundaries(gt) for gt in annotators]
+    out = np.zeros((len(maps), 4), dtype=np.int64)
+    previous = None
+    for t, bmap in enumerate(maps):
+        bmap = _sk_thin(bmap)
+        if previous is not None and np.array_equal(bmap, previous):
+            out[t] = out[t - 1]  # same map as the last threshold: same counts
+        else:
+            out[t] = _pooled_counts(bmap, human, max_dist)
+        previous = bmap
+    return {key: out[:, k].copy() for k, key in enumerate(_COUNT_KEYS)}
 
 
 def boundary_prf_terms(
@@ -537,7 +774,7 @@ def boundary_prf_terms(
     annotators: Sequence[np.ndarray],
     tolerance: float = 0.0075,
 ) -> dict[str, int]:
-    """Boundary matching counts of one image (BSDS500-style, distance approximation).
+    """BSDS500 boundary matching counts of one segmentation.
 
     Parameters
     ----------
@@ -551,45 +788,32 @@ def boundary_prf_terms(
     Returns
     -------
     counts : dict
-        ``matched_pred``: predicted boundary pixels within the tolerance of the boundary
-        of at least one annotator; ``total_pred``: predicted boundary pixels;
-        ``matched_gt``: ground-truth boundary pixels within the tolerance of a predicted
-        boundary, summed over annotators; ``total_gt``: ground-truth boundary pixels
-        summed over annotators.
+        ``matched_pred``: predicted boundary pixels matched to a pixel of at least one
+        annotator's boundary; ``total_pred``: predicted boundary pixels;
+        ``matched_gt``: ground-truth boundary pixels matched to a predicted pixel,
+        summed over annotators; ``total_gt``: ground-truth boundary pixels summed over
+        annotators.
 
     Notes
     -----
-    Precision is ``matched_pred / total_pred`` and recall ``matched_gt / total_gt``, pooled
-    as in the BSDS benchmark (a predicted pixel counts as matched if it matches any
-    annotator; recall accumulates over annotators). The BSDS code matches pixels one to
-    one (a bipartite assignment, ``correspondPixels``); here a pixel is matched whenever
-    any boundary pixel of the other side lies within the tolerance, so several pixels may
-    share one partner and the scores are slightly optimistic. Boundaries are taken from
-    the label maps (not the stored ``Boundaries`` field) and are not thinned further.
+    As BSDS ``evaluation_bdry_image`` with ``segs``: the predicted boundary is
+    :func:`label_boundaries` of the prediction (``seg2bdry(seg, 'imageSize')``, thinned
+    with ``bwmorph(..., 'thin', inf)``); the human boundary of each annotator is the
+    same map of its label map, which equals the stored ``Boundaries`` field. Each
+    annotator is matched to the prediction one to one with :func:`correspond_pixels`
+    at ``max_dist = tolerance * hypot(H, W)``. Precision is ``matched_pred /
+    total_pred`` and recall ``matched_gt / total_gt``.
 
-    A hard segmentation has one threshold, so the F-measure of the pooled dataset counts
-    is its ODS score, and the mean of the per-image F-measures is an OIS-like score
-    (see :func:`boundary_f`).
+    A hard segmentation has one threshold, so the F-measure of the counts summed over
+    the dataset is its ODS score (and, with one threshold, also BSDS's OIS score); see
+    :func:`boundary_f`. For several thresholds use :func:`boundary_pr_curve_terms` and
+    :func:`boundary_ods_ois_ap`.
     """
     prediction = _as_labels(prediction, "prediction")
     annotators = _as_annotators(prediction, annotators)
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0; got {tolerance}")
-    max_dist = tolerance * float(np.hypot(*prediction.shape))
-    pred_b = label_boundaries(prediction)
-    gt_bs = [label_boundaries(gt) for gt in annotators]
-    matched_pred = np.zeros(pred_b.shape, dtype=bool)
-    matched_gt = total_gt = 0
-    for gt_b in gt_bs:
-        matched_pred |= _within(pred_b, gt_b, max_dist)
-        matched_gt += int(_within(gt_b, pred_b, max_dist).sum())
-        total_gt += int(gt_b.sum())
-    return {
-        "matched_pred": int(matched_pred.sum()),
-        "total_pred": int(pred_b.sum()),
-        "matched_gt": matched_gt,
-        "total_gt": total_gt,
-    }
+    bmap = label_boundaries(prediction, thin=False)  # thinned in boundary_pr_curve_terms
+    curve = boundary_pr_curve_terms([bmap], annotators, tolerance)
+    return {key: int(values[0]) for key, values in curve.items()}
 
 
 def boundary_f(counts: dict[str, int]) -> dict[str, float]:
@@ -612,6 +836,116 @@ def boundary_f(counts: dict[str, int]) -> dict[str, float]:
     total = precision + recall
     f = 2 * precision * recall / total if total > 0 else 0.0
     return {"precision": float(precision), "recall": float(recall), "f": float(f)}
+
+
+def _curve_prf(counts: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Recall, precision and F arrays as BSDS ``collect_eval_bdry`` computes them."""
+    cnt_r, sum_r = np.asarray(counts["matched_gt"]), np.asarray(counts["total_gt"])
+    cnt_p, sum_p = np.asarray(counts["matched_pred"]), np.asarray(counts["total_pred"])
+    recall = cnt_r / (sum_r + (sum_r == 0))
+    precision = cnt_p / (sum_p + (sum_p == 0))
+    return recall, precision, _fmeasure(recall, precision)
+
+
+def _fmeasure(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    total = precision + recall
+    return 2 * precision * recall / (total + (total == 0))
+
+
+def boundary_ods_ois_ap(per_image_counts: Sequence[dict[str, np.ndarray]]) -> dict:
+    """Dataset ODS, OIS and AP of boundary curves (BSDS ``collect_eval_bdry``).
+
+    Parameters
+    ----------
+    per_image_counts : sequence of dict
+        One :func:`boundary_pr_curve_terms` result per image, all with the same number
+        ``T`` of thresholds in the same order.
+
+    Returns
+    -------
+    scores : dict
+        ``ods_f``, ``ods_precision``, ``ods_recall``, ``ods_index``: the threshold (first
+        on ties) with the best F of the counts summed over images, and its scores.
+        ``ods_f_interp``, ``ods_precision_interp``, ``ods_recall_interp``: BSDS's
+        reported ODS, the best F along straight segments between consecutive points of
+        that curve (100 steps per segment, ``maxF``); >= ``ods_f``.
+        ``ois_f``, ``ois_precision``, ``ois_recall``: every image's counts taken at its
+        own best-F threshold (first on ties), summed over images, then scored.
+        ``ap``: area under the summed curve, BSDS style: the distinct recall values and
+        their precisions, precision interpolated linearly at recall ``0:0.01:1``, points
+        outside the curve's recall range count 0, area ``sum * 0.01``; 0 with fewer than
+        two distinct recalls.
+
+    Notes
+    -----
+    Ratios with a zero denominator are 0 (BSDS: ``cnt / (sum + (sum == 0))``). For a
+    repeated recall value BSDS's ``[Ru, indR] = unique(R)`` takes the precision of the
+    last threshold with that recall (MATLAB's behaviour when the benchmark was written;
+    MATLAB since R2013a takes the first); both give the same area unless the summed
+    curve has two thresholds with equal recall and different precision. The AP is not
+    a mean over the defined points: undefined points count 0 in a sum over all 101.
+    """
+    if len(per_image_counts) == 0:
+        raise ValueError("per_image_counts is empty: give the counts of at least one image")
+    arrays = {
+        key: [np.atleast_1d(np.asarray(c[key], dtype=np.int64)) for c in per_image_counts]
+        for key in _COUNT_KEYS
+    }
+    shapes = {a.shape for values in arrays.values() for a in values}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise ValueError(
+            "every image must give the four count arrays with the same number of thresholds; "
+            f"got shapes {sorted(shapes)}"
+        )
+    stacked = {key: np.stack(values) for key, values in arrays.items()}
+    n_images = stacked["matched_pred"].shape[0]
+
+    # ODS: counts pooled over images, per threshold.
+    total = {key: array.sum(axis=0) for key, array in stacked.items()}
+    recall, precision, f = _curve_prf(total)
+    best = int(np.argmax(f))
+    scores: dict = {
+        "ods_f": float(f[best]),
+        "ods_precision": float(precision[best]),
+        "ods_recall": float(recall[best]),
+        "ods_index": best,
+    }
+    # BSDS maxF: scan the segments between consecutive thresholds, keep strict gains.
+    steps = np.linspace(0.0, 1.0, 100)
+    seg_r = recall[1:, None] * steps + recall[:-1, None] * (1 - steps)
+    seg_p = precision[1:, None] * steps + precision[:-1, None] * (1 - steps)
+    all_r = np.concatenate([recall[:1], seg_r.ravel()])
+    all_p = np.concatenate([precision[:1], seg_p.ravel()])
+    all_f = _fmeasure(all_r, all_p)
+    k = int(np.argmax(all_f))
+    scores.update(
+        ods_f_interp=float(all_f[k]),
+        ods_precision_interp=float(all_p[k]),
+        ods_recall_interp=float(all_r[k]),
+    )
+
+    # OIS: every image at its own best threshold, counts pooled.
+    _, _, f_images = _curve_prf(stacked)
+    pick = np.argmax(f_images, axis=1)
+    rows = np.arange(n_images)
+    ois = {key: int(array[rows, pick].sum()) for key, array in stacked.items()}
+    ois_scores = boundary_f(ois)
+    scores.update(
+        ois_f=ois_scores["f"],
+        ois_precision=ois_scores["precision"],
+        ois_recall=ois_scores["recall"],
+    )
+
+    # AP: precision interpolated on recall 0:0.01:1 from the pooled curve.
+    unique_r, first_of_reversed = np.unique(recall[::-1], return_index=True)
+    unique_p = precision[::-1][first_of_reversed]  # last threshold of each recall value
+    if unique_r.size > 1:
+        grid = np.arange(101) / 100  # the decimals 0, 0.01, ..., 1 as closely as floats go
+        interp = np.interp(grid, unique_r, unique_p, left=np.nan, right=np.nan)
+        scores["ap"] = float(np.nansum(interp) * 0.01)
+    else:
+        scores["ap"] = 0.0
+    return scores
 
 
 # ---------------------------------------------------------------------------

@@ -49,6 +49,7 @@ def write_image_outputs(
     labels: np.ndarray,
     panels: list[tuple[str, np.ndarray]],
     summary: dict[str, Any],
+    extras: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write all outputs of one image into ``folder``, all or nothing: the files of
     :data:`OUTPUT_FILES`.
@@ -65,6 +66,10 @@ def write_image_outputs(
         (title, image or label map) of the panel figure, after the main image.
     summary : dict
         Written to ``summary.json``, with ``n_labels`` first and ``versions`` last.
+    extras : dict of str to ndarray, optional
+        More files in the folder, by name: ``*.npy`` saved with :func:`numpy.save`,
+        ``*.png`` as an 8- or 16-bit grayscale PNG of the array's values (uint8 or
+        uint16).
 
     Returns
     -------
@@ -90,6 +95,13 @@ def write_image_outputs(
         Image.fromarray(colorize(labels)).save(tmp / "color.png")
         Image.fromarray(overlay(picture, labels)).save(tmp / "overlay.png")
         save_panel(tmp / "panel.png", [("Main image", picture), *panels])
+        for name, array in (extras or {}).items():
+            if name.endswith(".npy"):
+                np.save(tmp / name, array)
+            elif name.endswith(".png") and array.dtype in (np.uint8, np.uint16):
+                Image.fromarray(array).save(tmp / name)
+            else:
+                raise ValueError(f"cannot write {name} from a {array.dtype} array")
         write_json(
             tmp / "summary.json",
             {"n_labels": int(np.unique(labels).size), **summary, "versions": library_versions()},

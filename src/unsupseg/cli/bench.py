@@ -1,4 +1,4 @@
-"""``unsupseg bench refine|segment|train``: the speed benchmarks of :mod:`unsupseg.bench`.
+"""``unsupseg bench refine|segment|train|hierarchy``: the speed benchmarks of :mod:`unsupseg.bench`.
 
 Each prints a table and, with ``--json FILE``, writes the figures the library returns.
 """
@@ -11,6 +11,7 @@ from typing import Any
 
 from unsupseg.bench import (
     BENCH_SHAPE,
+    bench_hierarchy,
     bench_refine,
     bench_segment,
     bench_train,
@@ -135,6 +136,42 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     _add_json(train)
     train.set_defaults(run=run_train)
+
+    hier = benches.add_parser(
+        "hierarchy",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="hierarchical segmentation against Felzenszwalb, seconds per photo",
+        description="Time unsupseg.ucm (cues, watershed, merging; then the cuts of "
+        "hierarchy.npy) and scikit-image's felzenszwalb (one scale, and the 8-scale stack) "
+        "on the same BSDS500 val photos, side by side in one run.",
+    )
+    hier.add_argument("--n-images", type=number(int, 1), default=10, help="photos to time")
+    hier.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="BSDS500 folder (default: $UNSUPSEG_DATA/bsds500 or ../shared/data/bsds500; "
+        "the scikit-image sample photos where absent)",
+    )
+    _add_json(hier)
+    hier.set_defaults(run=run_hierarchy)
+
+
+def run_hierarchy(args: argparse.Namespace) -> int:
+    """Time the hierarchy and Felzenszwalb on the same photos; print the table."""
+    figures = bench_hierarchy(data_root=args.data_root, n_images=args.n_images)
+    rows = [
+        [row["name"], row["mean_s"], row["median_s"], f"{row['vs_felzenszwalb']:.2f}x"]
+        for row in figures["rows"]
+    ]
+    flags = " ".join(figures["cpu_instruction_sets"]) or "flags unknown"
+    title = (
+        f"seconds per photo, {figures['photos']}; {figures['cpu_name']} "
+        f"({figures['cpu_count']} cores; {flags})"
+    )
+    table = render_table(["method", "mean s", "median s", "vs felzenszwalb"], rows, title=title)
+    _finish(figures, table, args.json)
+    return 0
 
 
 def _finish(figures: dict[str, Any], table: str, json_path: Path | None) -> None:

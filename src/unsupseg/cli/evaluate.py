@@ -8,6 +8,7 @@ from pathlib import Path
 
 from unsupseg.cli.common import number
 from unsupseg.evaluation import DEFAULT_SPLITS, METHODS, evaluate_dataset
+from unsupseg.evaluation.hierarchical import HIERARCHICAL_METHODS, evaluate_hierarchy
 from unsupseg.io import write_json
 from unsupseg.tables import render_table
 
@@ -65,7 +66,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_dataset_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--method", choices=METHODS, help="a baseline or per-image optimisation")
+    source.add_argument(
+        "--method",
+        choices=[*METHODS, *HIERARCHICAL_METHODS],
+        help="a baseline or per-image optimisation; or a hierarchy scored by the Berkeley "
+        "protocol on bsds500 (ODS/OIS of covering, PRI, VI and mIoU; boundary P/R/F with "
+        "one-to-one matching and AP): hierarchy (unsupseg's UCM, cut at its fixed grid of "
+        "thresholds) or felzenszwalb-stack (scales 100-2000, sigma 0.8, min size 50); "
+        "rows go to OUT/levels.csv, one per image and level",
+    )
     source.add_argument("--checkpoint", type=Path, help="a trained model (unsupseg train)")
     source.add_argument(
         "--predictions",
@@ -80,7 +89,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--workers",
         type=number(int, 1),
         default=1,
-        help="processes computing baselines (other methods run in this process)",
+        help="processes computing baselines and hierarchies (other methods run in this process)",
     )
     parser.add_argument(
         "--out",
@@ -116,6 +125,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score the data set and print the summary; 0 when every image was scored, 1 when
     some failed (listed at the end; bad usage raises, and the CLI exits with 2)."""
+    if args.method in HIERARCHICAL_METHODS:
+        return _run_hierarchy(args)
     evaluation = evaluate_dataset(
         args.dataset,
         method=args.method,
@@ -135,12 +146,43 @@ def run(args: argparse.Namespace) -> int:
     )
     rows = list(evaluation.summary.items())
     print(render_table(["metric", "value"], rows, title=evaluation.title))
+    return _finish(args, evaluation)
+
+
+def _finish(args: argparse.Namespace, evaluation) -> int:
     if args.json is not None:
         write_json(args.json, evaluation.to_json())
-    log.info("Per-image rows: %s", evaluation.csv_path.resolve())
+    log.info("Rows: %s", evaluation.csv_path.resolve())
     if evaluation.failures:
         log.error("%d image(s) failed (excluded from the figures):", len(evaluation.failures))
         for image_id, message in evaluation.failures:
             log.error("  %s: %s", image_id, message)
         return 1
     return 0
+
+
+def _run_hierarchy(args: argparse.Namespace) -> int:
+    """``--method hierarchy`` or ``felzenszwalb-stack``: the Berkeley protocol."""
+    evaluation = evaluate_hierarchy(
+        args.dataset,
+        method=args.method,
+        split=args.split,
+        data_root=args.data_root,
+        limit=args.limit,
+        workers=args.workers,
+        out=args.out,
+        progress=not args.quiet,
+    )
+    header, rows = evaluation.table()
+    print(render_table(header, rows, title=evaluation.title))
+    summary = evaluation.summary
+    if summary.get("n_images"):
+        ods = summary["ods"]
+        boundary = summary["boundary"]
+        print(
+            "ODS levels: "
+            + ", ".join(f"{name} {ods[name]['threshold']:g}" for name in ods)
+            + f"; boundary {boundary.get('ods_threshold')}, "
+            + f"AP {boundary.get('ap', float('nan')):.4f}"
+        )
+    return _finish(args, evaluation)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from unsupseg.cli.common import collect_jobs, finish_run, image_summary, number
@@ -14,6 +16,8 @@ from unsupseg.io import as_rgb_float, read_scribble
 from unsupseg.outputs import write_image_outputs
 from unsupseg.per_image import METHODS, segment
 from unsupseg.samples import SAMPLE_NAMES
+from unsupseg.ucm import DATASET_THRESHOLD, THRESHOLDS, hierarchy
+from unsupseg.ucm.levels import AUTO_CRITERION, LEVELS, select_level
 
 log = logging.getLogger("unsupseg")
 
@@ -40,9 +44,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("unsupseg-output"), help="output folder")
     parser.add_argument(
         "--method",
-        choices=METHODS,
+        choices=[*METHODS, "hierarchy"],
         default="kanezaki2018",
-        help="kanezaki2018: SLIC superpixel vote; tip2020: continuity loss",
+        help="kanezaki2018: SLIC superpixel vote; tip2020: continuity loss; hierarchy: "
+        "nested regions of an ultrametric contour map (no network; also writes "
+        "hierarchy.npy and ucm.png)",
+    )
+    parser.add_argument(
+        "--level",
+        type=_level,
+        default="dataset",
+        help="hierarchy: the cut written as labels: dataset (the threshold chosen on "
+        f"BSDS500 val, {DATASET_THRESHOLD:g}), auto (chosen per image without ground "
+        "truth, by the criterion '" + AUTO_CRITERION + "') or a threshold in [0, 1]",
+    )
+    parser.add_argument(
+        "--segments",
+        type=number(int, 1),
+        default=None,
+        help="hierarchy: cut to exactly this many 4-connected regions (overrides --level)",
     )
     parser.add_argument(
         "--q",
@@ -108,8 +128,96 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _level(text: str) -> str | float:
+    """``--level``: ``dataset``, ``auto`` or a finite threshold in [0, 1]."""
+    if text in LEVELS:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected dataset, auto or a number in [0, 1]; got {text!r}"
+        ) from None
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"a threshold must be in [0, 1]; got {text}")
+    return value
+
+
+def _hierarchy_panels(tree, ucm: np.ndarray, labels: np.ndarray, threshold: float) -> list:
+    """The panel after the photo: the UCM (dark = strong), then a finer cut, the chosen
+    one and a coarser one (thresholds 0.125 below and above it)."""
+    panels = [("UCM", np.repeat((255 - ucm // 257).astype(np.uint8)[..., None], 3, -1))]
+    finer = tree.cut(max(threshold - 0.125, 0.0))
+    coarser = tree.cut(min(threshold + 0.125, 1.0))
+    for name, cut in (("finer", finer), ("chosen", labels), ("coarser", coarser)):
+        panels.append((f"{name}: {int(cut.max()) + 1} regions", cut))
+    return panels
+
+
+def _segment_hierarchy(args: argparse.Namespace, jobs: list, failures: list, n_inputs: int) -> int:
+    """``--method hierarchy``: cut each image's hierarchy and write its stack and UCM."""
+    done = 0
+    bar = tqdm(jobs, desc="images", unit="image", disable=args.quiet or len(jobs) < 2)
+    for job in bar:
+        source = job.source
+        bar.set_postfix_str(job.name)
+        try:
+            image = job.load()
+            rgb = as_rgb_float(image)
+            started = time.perf_counter()
+            tree = hierarchy(rgb)
+            labels, info = select_level(
+                tree,
+                rgb,
+                level=args.level,
+                segments=args.segments,
+                dataset_threshold=DATASET_THRESHOLD,
+                thresholds=THRESHOLDS,
+            )
+            seconds = time.perf_counter() - started
+            ucm = np.round(tree.ucm * 65535).astype(np.uint16)
+            summary = {
+                "input": source,
+                "height": int(image.shape[0]),
+                "width": int(image.shape[1]),
+                "method": "hierarchy",
+                **info,
+                "n_leaves": tree.n_leaves,
+                "hierarchy_thresholds": list(THRESHOLDS),
+                "ucm_png_scale": 65535,
+                "seconds": round(seconds, 3),
+            }
+            folder = write_image_outputs(
+                args.out / job.name,
+                rgb,
+                labels,
+                _hierarchy_panels(tree, ucm, labels, info["threshold"]),
+                summary,
+                extras={"hierarchy.npy": tree.stack(THRESHOLDS), "ucm.png": ucm},
+            )
+        except (ValueError, RuntimeError, MemoryError) as exc:  # reported per image
+            message = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
+            failures.append((source, message))
+            log.error("failed: %s", message)
+            continue
+        done += 1
+        log.info(
+            "%s: %d regions (threshold %.3g, %d leaves) in %.1f s -> %s",
+            source,
+            info["n_regions"],
+            info["threshold"],
+            tree.n_leaves,
+            seconds,
+            folder,
+        )
+    return finish_run(done, n_inputs, args.out, failures)
+
+
 def run(args: argparse.Namespace) -> int:
     """Segment every input; 0 when all succeeded, 1 when some failed."""
+    if args.method != "hierarchy" and args.segments is not None:
+        log.error("--segments needs --method hierarchy")
+        return 2
     if args.scribble is not None and args.method != "tip2020":
         log.error("--scribble needs --method tip2020")
         return 2
@@ -119,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
     if args.scribble is not None and len(jobs) != 1:
         log.error("--scribble needs exactly one input image (got %d)", len(jobs))
         return 2
+    if args.method == "hierarchy":
+        return _segment_hierarchy(args, jobs, failures, n_inputs)
     scribble = None if args.scribble is None else read_scribble(args.scribble)
     options = dict(
         method=args.method,

@@ -46,6 +46,7 @@ __all__ = [
     "INTERNAL_COLUMNS",
     "n_segments",
     "score_bsds",
+    "score_bsds_regions",
     "score_class_map",
     "score_internal",
     "score_prediction",
@@ -127,6 +128,35 @@ def n_segments(prediction: np.ndarray) -> int:
     return int(metrics.connected_components(prediction).max()) + 1
 
 
+def score_bsds_regions(prediction: np.ndarray, annotators: list[np.ndarray]) -> dict[str, Any]:
+    """The region measures of a BSDS500 row: label and segment counts, the mIoU terms
+    (All / Fine / Coarse), the covering terms, PRI and VI (no boundary counts).
+
+    Parameters
+    ----------
+    prediction : ndarray of int, shape (H, W)
+    annotators : list of ndarray of int, shape (H, W)
+
+    Returns
+    -------
+    row : dict
+        ``n_labels, n_segments, miou_<mode>_sum, miou_<mode>_n, covering_sum,
+        covering_area, pri, vi``.
+    """
+    row: dict[str, Any] = {
+        "n_labels": int(np.unique(prediction).size),
+        "n_segments": n_segments(prediction),
+    }
+    for mode, (total, count) in metrics.bsds_miou_all_modes(prediction, annotators).items():
+        row[f"miou_{mode}_sum"], row[f"miou_{mode}_n"] = total, count
+    row["covering_sum"], row["covering_area"] = metrics.segmentation_covering_terms(
+        prediction, annotators
+    )
+    row["pri"] = metrics.probabilistic_rand_index(prediction, annotators)
+    row["vi"] = metrics.variation_of_information(prediction, annotators)
+    return row
+
+
 def score_bsds(prediction: np.ndarray, annotators: list[np.ndarray]) -> dict[str, Any]:
     """The per-image row values (without id, time and error) of a BSDS500 image.
 
@@ -141,17 +171,7 @@ def score_bsds(prediction: np.ndarray, annotators: list[np.ndarray]) -> dict[str
     row : dict
         The values of :data:`BSDS_COLUMNS` but ``id``, ``seconds`` and ``error``.
     """
-    row: dict[str, Any] = {
-        "n_labels": int(np.unique(prediction).size),
-        "n_segments": n_segments(prediction),
-    }
-    for mode, (total, count) in metrics.bsds_miou_all_modes(prediction, annotators).items():
-        row[f"miou_{mode}_sum"], row[f"miou_{mode}_n"] = total, count
-    row["covering_sum"], row["covering_area"] = metrics.segmentation_covering_terms(
-        prediction, annotators
-    )
-    row["pri"] = metrics.probabilistic_rand_index(prediction, annotators)
-    row["vi"] = metrics.variation_of_information(prediction, annotators)
+    row = score_bsds_regions(prediction, annotators)
     counts = metrics.boundary_prf_terms(prediction, annotators)
     for key, value in counts.items():
         row[f"boundary_{key}"] = value
