@@ -26,9 +26,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``unsupseg segment`` to the subcommands."""
     parser = commands.add_parser(
         "segment",
-        help="segment images by per-image optimisation (Kanezaki 2018 / TIP 2020)",
+        help="segment images by per-image optimisation (Kanezaki 2018 / TIP 2020) or a "
+        "hierarchy",
         description=(
-            "Optimise a fresh network on each image and write its label map, colour "
+            "Optimise a fresh network on each image (or, with --method hierarchy, build "
+            "its hierarchy of nested regions) and write its label map, colour "
             "rendering, boundary overlay, panel figure and a JSON summary into "
             "OUT/<image name>/. With no input, segments the scikit-image sample photos "
             f"({', '.join(SAMPLE_NAMES)})."
