@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from unsupseg.cli.common import collect_jobs, finish_run, image_summary, number
+from unsupseg.cli.common import ImageJob, collect_jobs, finish_run, image_summary, number
 from unsupseg.device import resolve_device
 from unsupseg.io import as_rgb_float, read_scribble
 from unsupseg.outputs import write_image_outputs
@@ -26,8 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``unsupseg segment`` to the subcommands."""
     parser = commands.add_parser(
         "segment",
-        help="segment images by per-image optimisation (Kanezaki 2018 / TIP 2020) or a "
-        "hierarchy",
+        help="segment images by per-image optimisation (Kanezaki 2018 / TIP 2020) or a hierarchy",
         description=(
             "Optimise a fresh network on each image (or, with --method hierarchy, build "
             "its hierarchy of nested regions) and write its label map, colour "
@@ -156,63 +157,89 @@ def _hierarchy_panels(tree, ucm: np.ndarray, labels: np.ndarray, threshold: floa
     return panels
 
 
-def _segment_hierarchy(args: argparse.Namespace, jobs: list, failures: list, n_inputs: int) -> int:
-    """``--method hierarchy``: cut each image's hierarchy and write its stack and UCM."""
+def _each_image(
+    args: argparse.Namespace,
+    jobs: list[ImageJob],
+    failures: list[tuple[str, str]],
+    n_inputs: int,
+    work: Callable[[ImageJob], str],
+) -> int:
+    """Run ``work`` on every job (it writes the outputs and returns the line to log);
+    a failing image is reported and the others go on. The command's exit code."""
     done = 0
     bar = tqdm(jobs, desc="images", unit="image", disable=args.quiet or len(jobs) < 2)
     for job in bar:
         source = job.source
         bar.set_postfix_str(job.name)
         try:
-            image = job.load()
-            rgb = as_rgb_float(image)
-            started = time.perf_counter()
-            tree = hierarchy(rgb)
-            labels, info = select_level(
-                tree,
-                rgb,
-                level=args.level,
-                segments=args.segments,
-                dataset_threshold=DATASET_THRESHOLD,
-                thresholds=THRESHOLDS,
-            )
-            seconds = time.perf_counter() - started
-            ucm = np.round(tree.ucm * 65535).astype(np.uint16)
-            summary = {
-                "input": source,
-                "height": int(image.shape[0]),
-                "width": int(image.shape[1]),
-                "method": "hierarchy",
-                **info,
-                "n_leaves": tree.n_leaves,
-                "hierarchy_thresholds": list(THRESHOLDS),
-                "ucm_png_scale": 65535,
-                "seconds": round(seconds, 3),
-            }
-            folder = write_image_outputs(
-                args.out / job.name,
-                rgb,
-                labels,
-                _hierarchy_panels(tree, ucm, labels, info["threshold"]),
-                summary,
-                extras={"hierarchy.npy": tree.stack(THRESHOLDS), "ucm.png": ucm},
-            )
+            line = work(job)
         except (ValueError, RuntimeError, MemoryError) as exc:  # reported per image
             message = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
             failures.append((source, message))
             log.error("failed: %s", message)
             continue
         done += 1
-        log.info(
-            "%s: %d regions (threshold %.3g, %d leaves) in %.1f s -> %s",
-            source,
-            info["n_regions"],
-            info["threshold"],
-            tree.n_leaves,
-            seconds,
-            folder,
-        )
+        log.info("%s", line)
     return finish_run(done, n_inputs, args.out, failures)
+
+
+def _hierarchy_job(args: argparse.Namespace, job: ImageJob) -> str:
+    """``--method hierarchy`` on one image: cut its hierarchy, write its stack and UCM."""
+    image = job.load()
+    rgb = as_rgb_float(image)
+    started = time.perf_counter()
+    tree = hierarchy(rgb)
+    labels, info = select_level(
+        tree,
+        rgb,
+        level=args.level,
+        segments=args.segments,
+        dataset_threshold=DATASET_THRESHOLD,
+        thresholds=THRESHOLDS,
+    )
+    seconds = time.perf_counter() - started
+    ucm = np.round(tree.ucm * 65535).astype(np.uint16)
+    summary = {
+        "input": job.source,
+        "height": int(image.shape[0]),
+        "width": int(image.shape[1]),
+        "method": "hierarchy",
+        **info,
+        "n_leaves": tree.n_leaves,
+        "hierarchy_thresholds": list(THRESHOLDS),
+        "ucm_png_scale": 65535,
+        "seconds": round(seconds, 3),
+    }
+    folder = write_image_outputs(
+        args.out / job.name,
+        rgb,
+        labels,
+        _hierarchy_panels(tree, ucm, labels, info["threshold"]),
+        summary,
+        extras={"hierarchy.npy": tree.stack(THRESHOLDS), "ucm.png": ucm},
+    )
+    return (
+        f"{job.source}: {info['n_regions']} regions (threshold {info['threshold']:.3g}, "
+        f"{tree.n_leaves} leaves) in {seconds:.1f} s -> {folder}"
+    )
+
+
+def _optimise_job(args: argparse.Namespace, options: dict, job: ImageJob) -> str:
+    """Per-image optimisation of one image, its outputs written."""
+    image = job.load()
+    result = segment(image, return_details=True, progress=not args.quiet, **options)
+    if args.method == "kanezaki2018":
+        panels = [("Argmax output", result.argmax), ("SLIC output", result.labels)]
+    else:
+        panels = [("Argmax output", result.labels)]
+    summary = image_summary(job.source, image, result, digits=3)
+    folder = write_image_outputs(
+        args.out / job.name, as_rgb_float(image), result.labels, panels, summary
+    )
+    return (
+        f"{job.source}: {result.n_labels} labels after {result.n_iterations} iterations "
+        f"in {result.seconds:.1f} s -> {folder}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -230,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("--scribble needs exactly one input image (got %d)", len(jobs))
         return 2
     if args.method == "hierarchy":
-        return _segment_hierarchy(args, jobs, failures, n_inputs)
+        return _each_image(args, jobs, failures, n_inputs, partial(_hierarchy_job, args))
     scribble = None if args.scribble is None else read_scribble(args.scribble)
     options = dict(
         method=args.method,
@@ -249,34 +276,4 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
-    done = 0
-    bar = tqdm(jobs, desc="images", unit="image", disable=args.quiet or len(jobs) < 2)
-    for job in bar:
-        source = job.source
-        bar.set_postfix_str(job.name)
-        try:
-            image = job.load()
-            result = segment(image, return_details=True, progress=not args.quiet, **options)
-            if args.method == "kanezaki2018":
-                panels = [("Argmax output", result.argmax), ("SLIC output", result.labels)]
-            else:
-                panels = [("Argmax output", result.labels)]
-            summary = image_summary(source, image, result, digits=3)
-            folder = write_image_outputs(
-                args.out / job.name, as_rgb_float(image), result.labels, panels, summary
-            )
-        except (ValueError, RuntimeError, MemoryError) as exc:  # reported per image
-            message = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
-            failures.append((source, message))
-            log.error("failed: %s", message)
-            continue
-        done += 1
-        log.info(
-            "%s: %d labels after %d iterations in %.1f s -> %s",
-            source,
-            result.n_labels,
-            result.n_iterations,
-            result.seconds,
-            folder,
-        )
-    return finish_run(done, n_inputs, args.out, failures)
+    return _each_image(args, jobs, failures, n_inputs, partial(_optimise_job, args, options))

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_SPLITS",
     "SETTINGS_NAME",
     "Evaluation",
+    "check_settings",
     "evaluate_dataset",
     "open_scored_dataset",
 ]
@@ -124,6 +125,28 @@ def open_scored_dataset(
         _, held = split_holdout(open_dataset("msrc", root, "all", image_size="native"))
         return held, root, split
     return open_dataset(dataset, root, split, image_size="native"), root, split
+
+
+def check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse an output folder whose ``evaluate.json`` records other settings.
+
+    Raises
+    ------
+    ConfigError
+        Naming the settings that differ.
+    RunFolderError
+        When ``evaluate.json`` is unreadable.
+    """
+    settings_path = out / SETTINGS_NAME
+    if not settings_path.is_file():
+        return
+    previous = read_json(settings_path, "evaluation settings")
+    if previous != settings:
+        changed = sorted(k for k in settings if previous.get(k) != settings[k])
+        raise ConfigError(
+            f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
+            "choose another output folder or delete it"
+        )
 
 
 @dataclass
@@ -310,15 +333,7 @@ def evaluate_dataset(
     if isinstance(data, LabelledFolderDataset):
         # The confusion matrices in the rows number the classes in this order.
         settings["classes"] = data.classes
-    settings_path = out / SETTINGS_NAME
-    if settings_path.is_file():
-        previous = read_json(settings_path, "evaluation settings")
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise ConfigError(
-                f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
-                "choose another output folder or delete it"
-            )
+    check_settings(out, settings)
     rows = read_rows(csv_path, columns)
     predict = make_predictor(
         method=method,
@@ -341,7 +356,7 @@ def evaluate_dataset(
             kept[row["id"]] = row
     if len(kept) != len(rows):
         write_rows(csv_path, columns, list(kept.values()))
-    write_json(settings_path, settings)
+    write_json(out / SETTINGS_NAME, settings)
 
     n = len(data) if limit is None else min(limit, len(data))
     todo = [i for i in range(n) if data.image_id(i) not in kept]

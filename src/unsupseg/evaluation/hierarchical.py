@@ -37,11 +37,20 @@ from unsupseg import metrics
 from unsupseg.baselines import felzenszwalb_baseline
 from unsupseg.data.base import ImageDataset
 from unsupseg.errors import ConfigError
-from unsupseg.evaluation.dataset import SETTINGS_NAME, Evaluation, open_scored_dataset
+from unsupseg.evaluation.dataset import (
+    SETTINGS_NAME,
+    Evaluation,
+    check_settings,
+    open_scored_dataset,
+)
 from unsupseg.evaluation.rows import appending_rows, parse_cell, read_rows, write_rows
-from unsupseg.evaluation.scoring import score_bsds_regions, scoring_kind
+from unsupseg.evaluation.scoring import (
+    BOUNDARY_COUNT_COLUMNS,
+    BSDS_REGION_COLUMNS,
+    score_bsds_regions,
+    scoring_kind,
+)
 from unsupseg.io import as_rgb_float, write_json
-from unsupseg.run_folder import read_json
 from unsupseg.ucm import DATASET_THRESHOLD, THRESHOLDS, hierarchy
 from unsupseg.ucm.levels import CRITERIA, level_criteria
 
@@ -74,19 +83,8 @@ LEVEL_COLUMNS = [
     "id",
     "level",
     "threshold",
-    "n_labels",
-    "n_segments",
-    "miou_all_sum",
-    "miou_all_n",
-    "miou_fine_sum",
-    "miou_fine_n",
-    "miou_coarse_sum",
-    "miou_coarse_n",
-    "covering_sum",
-    "covering_area",
-    "pri",
-    "vi",
-    *(f"boundary_{key}" for key in _BOUNDARY_KEYS),
+    *BSDS_REGION_COLUMNS,
+    *BOUNDARY_COUNT_COLUMNS,
     *CRITERIA,
     "seconds",
     "error",
@@ -451,15 +449,7 @@ def evaluate_hierarchy(
         "method": method,
         "levels": list(THRESHOLDS) if method == "hierarchy" else list(FELZENSZWALB_SCALES),
     }
-    settings_path = out / SETTINGS_NAME
-    if settings_path.is_file():
-        previous = read_json(settings_path, "evaluation settings")
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise ConfigError(
-                f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
-                "choose another output folder or delete it"
-            )
+    check_settings(out, settings)
     n_levels = len(settings["levels"])
     rows = read_rows(csv_path, LEVEL_COLUMNS)
     complete: dict[str, list[dict[str, str]]] = {}
@@ -471,7 +461,7 @@ def evaluate_hierarchy(
     flat = [row for levels in kept.values() for row in levels]
     if len(flat) != len(rows):
         write_rows(csv_path, LEVEL_COLUMNS, flat)
-    write_json(settings_path, settings)
+    write_json(out / SETTINGS_NAME, settings)
 
     n = len(data) if limit is None else min(limit, len(data))
     todo = [i for i in range(n) if data.image_id(i) not in kept]

@@ -39,7 +39,9 @@ from unsupseg.data.datasets import BSDS500Dataset, FolderDataset
 from unsupseg.errors import ConfigError
 
 __all__ = [
+    "BOUNDARY_COUNT_COLUMNS",
     "BSDS_COLUMNS",
+    "BSDS_REGION_COLUMNS",
     "CLASS_MAP_COLUMNS",
     "COLUMNS",
     "INDICES",
@@ -58,8 +60,8 @@ __all__ = [
 #: The internal indices scored on images without ground truth.
 INDICES = ("silhouette", "calinski_harabasz", "davies_bouldin")
 
-BSDS_COLUMNS = [
-    "id",
+#: The region measures of a BSDS500 row (:func:`score_bsds_regions`).
+BSDS_REGION_COLUMNS = [
     "n_labels",
     "n_segments",
     "miou_all_sum",
@@ -72,10 +74,18 @@ BSDS_COLUMNS = [
     "covering_area",
     "pri",
     "vi",
+]
+#: The boundary counts of :func:`unsupseg.metrics.boundary_prf_terms`, as columns.
+BOUNDARY_COUNT_COLUMNS = [
     "boundary_matched_pred",
     "boundary_total_pred",
     "boundary_matched_gt",
     "boundary_total_gt",
+]
+BSDS_COLUMNS = [
+    "id",
+    *BSDS_REGION_COLUMNS,
+    *BOUNDARY_COUNT_COLUMNS,
     "boundary_f",
     "seconds",
     "error",
