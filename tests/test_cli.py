@@ -67,7 +67,11 @@ def test_huge_image_refused_unless_downscaled(tmp_path):
         ["segment", str(tmp_path / "huge.png"), "--out", str(out), "--max-side", "40", *FAST]
     )
     assert code == 0
-    assert np.load(out / "huge" / "labels.npy").shape == (2100, 2100)
+    # read reduced, never decoded in full: the outputs have the reduced size
+    labels = np.load(out / "huge" / "labels.npy")
+    assert labels.shape == (40, 40) and labels.dtype == np.uint8
+    summary = json.loads((out / "huge" / "summary.json").read_text())
+    assert (summary["height"], summary["file_height"], summary["file_width"]) == (40, 2100, 2100)
 
 
 @pytest.mark.parametrize(

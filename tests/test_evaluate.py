@@ -740,3 +740,50 @@ def test_real_bsds500_blank(bsds500, tmp_path):
     assert summary["mean_segments"] == 1
     assert 0 < summary["miou_coarse"] <= 1
     assert summary["miou_fine"] <= summary["miou_all"] <= summary["miou_coarse"]
+
+
+def test_nan_or_fractional_predictions_are_refused_per_image(tmp_path):
+    truths = one_annotator_bsds(tmp_path / "bsds")
+    pred = tmp_path / "pred"
+    _save_perfect(pred, truths)
+    nan = truths["2002"][0].astype(np.float64)
+    nan[0, 0] = np.nan
+    np.save(pred / "2002.npy", nan)
+    np.save(pred / "2003.npy", truths["2003"][0] + 0.5)
+    result = _evaluate("bsds500", tmp_path / "bsds", tmp_path / "out", predictions=pred)
+    errors = dict(result.failures)
+    assert set(errors) == {"2002", "2003"}
+    assert "1 NaN or infinite value" in errors["2002"]
+    assert "fractional" in errors["2003"]
+    assert result.summary["n_images"] == 1
+    # whole-number floats and compact unsigned maps are label maps like any other
+    np.save(pred / "2002.npy", truths["2002"][0].astype(np.float32) - 1)
+    np.save(pred / "2003.npy", truths["2003"][0].astype(np.uint8))
+    again = _evaluate("bsds500", tmp_path / "bsds", tmp_path / "out", predictions=pred)
+    assert not again.failures and again.summary["covering"] == pytest.approx(1.0)
+
+
+def test_unwritable_json_or_out_is_refused_before_scoring(tmp_path, capsys, monkeypatch):
+    truths = one_annotator_bsds(tmp_path / "bsds")
+    _save_perfect(tmp_path / "pred", truths)
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored although the outputs cannot be written")
+
+    monkeypatch.setattr("unsupseg.cli.evaluate.evaluate_dataset", never)
+    (tmp_path / "file").write_text("x")
+    common = ["--dataset", "bsds500", "--data-root", tmp_path / "bsds", "--predictions",
+              tmp_path / "pred"]  # fmt: skip
+    for extra, message in (
+        (["--json", "/proc/unsupseg-summary.json"], "is not writable"),
+        (["--json", tmp_path], "is a folder"),
+        (["--json", tmp_path / "file" / "s.json"], "is a file, not a folder"),
+    ):
+        assert _cli(*common, "--out", tmp_path / "out", *extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    monkeypatch.undo()
+    assert _cli(*common, "--out", tmp_path / "file") == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert _cli(*common, "--out", "/proc/unsupseg-evaluation") == 2
+    assert "is not writable" in capsys.readouterr().err

@@ -21,7 +21,7 @@ PACKAGE = SRC / "unsupseg"
 #: indices.
 LAYERS: list[tuple[str, ...]] = [
     (
-        "version", "errors", "io", "tables", "device", "samples", "viz", "outputs",
+        "version", "errors", "checks", "io", "tables", "device", "samples", "viz", "outputs",
         "run_folder", "thesis", "lazy",
     ),
     ("superpixels",),

@@ -53,8 +53,8 @@ SETTINGS_KEYS = [
     "epochs", "lr", "batch_size", "optimizer", "momentum", "lr_step_size", "lr_gamma",
     "aux_weight", "q", "crop_size", "image_size", "refine", "slic_segments",
     "slic_compactness", "label_slic_segments", "label_slic_compactness", "seed", "log_every",
-    "figures_every", "device", "precision", "deterministic", "num_workers", "slic_workers",
-    "cache_dir", "resume", "quiet",
+    "figures_every", "checkpoint_every", "device", "precision", "deterministic",
+    "num_workers", "slic_workers", "cache_dir", "resume", "quiet",
 ]  # fmt: skip
 #: The keys of a plain checkpoint (model-last.pt, model-best.pt): its format.
 PLAIN_CHECKPOINT_KEYS = {
@@ -63,10 +63,6 @@ PLAIN_CHECKPOINT_KEYS = {
     "class_names", "refine", "slic", "seed", "settings", "versions", "validation", "epoch",
     "global_step", "metrics", "state_dict",
 }  # fmt: skip
-
-
-
-
 
 
 def write_cifar(root: Path, per_batch: int = 2, test: int = 4) -> Path:
@@ -430,6 +426,7 @@ def test_checkpoints_load_with_weights_only_and_reproduce_the_run(autoencoder_ru
     # The model in last.ckpt is the same as in model-last.pt.
     same = load_checkpoint(checkpoints / "last.ckpt", architecture="autoencoder")
     assert same.info.global_step == 4 and same.info.settings == info.settings
+    assert same.info.epoch == info.epoch == 2  # epochs done, as in model-last.pt
     for key, value in model.state_dict().items():
         assert torch.equal(value, same.model.state_dict()[key]), key
     # Its argmax on the first validation image is the last snapshot of the run.
@@ -568,3 +565,130 @@ def test_real_bsds500_photos_preset(bsds500, tmp_path, capsys):
     assert (out / "figures" / "panel_epoch001.png").is_file()
     info = load_checkpoint(out / "checkpoints" / "model-best.pt", preset="base-bsds500").info
     assert info.image_size is None and info.crop_size == 48
+
+
+# --------------------------------------------------------------------------------------
+# Refused in one line, before any work
+
+
+def one_line_error(capsys) -> str:
+    """The one line the command line wrote to stderr (it fails when there are more)."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0]
+    return lines[0]
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(tiny, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    file = tmp_path / "notes.txt"
+    file.write_text("not a run folder")
+    for out in (file, file / "run"):
+        args = folder_args(tiny, out)
+        args[args.index(tiny["cache"])] = cache
+        code = train_cli("--preset", "base-cifar10", "--q", "4", "--epochs", "1", *args)
+        assert code == 2 and "is a file, not a folder" in one_line_error(capsys)
+    assert file.read_text() == "not a run folder" and not cache.exists()
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: one made read-only, or, for root
+    (which writes there anyway), /sys."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/sys")):
+        try:
+            (candidate / ".probe").touch()
+        except OSError:
+            return candidate
+        (candidate / ".probe").unlink()
+    pytest.skip("no folder here refuses to be written to")
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tiny, tmp_path, capsys):
+    read_only = _read_only_folder(tmp_path)
+    before = sorted(read_only.iterdir())
+    cache = tmp_path / "cache"
+    try:
+        for out in (read_only, read_only / "unsupseg-run" / "x"):
+            args = folder_args(tiny, out)
+            args[args.index(tiny["cache"])] = cache
+            code = train_cli("--preset", "base-cifar10", "--q", "4", "--epochs", "1", *args)
+            line = one_line_error(capsys)
+            assert code == 2 and f"--out {out} is not writable" in line, line
+        assert sorted(read_only.iterdir()) == before and not cache.exists()
+    finally:
+        (tmp_path / "read-only").chmod(0o755)
+
+
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_a_corrupt_training_image_is_one_line_naming_it(tiny, tmp_path, capsys, monkeypatch,
+                                                         when):  # fmt: skip
+    """Garbage bytes with a .png name: found before training (the superpixel cache), or,
+    when the file goes bad during the run, by a DataLoader worker, whose error arrives
+    with the worker's traceback in its message."""
+    from unsupseg.training.recorder import TrainingRecorder
+
+    root = tmp_path / "folder"
+    for split in ("train", "val"):
+        (root / split).mkdir(parents=True)
+        for image in sorted((tiny["folder"] / split).iterdir())[:4]:
+            (root / split / image.name).write_bytes(image.read_bytes())
+    bad = root / "train" / "img1.png"
+    garbage = b"garbage, not an image " * 10
+    if when == "before":
+        bad.write_bytes(garbage)
+    else:
+        epoch_end = TrainingRecorder.on_train_epoch_end
+
+        def corrupt_after(self, trainer, pl_module):
+            epoch_end(self, trainer, pl_module)
+            bad.write_bytes(garbage)
+
+        monkeypatch.setattr(TrainingRecorder, "on_train_epoch_end", corrupt_after)
+    args = folder_args({**tiny, "folder": root, "cache": tmp_path / "cache"}, tmp_path / "run")
+    args[args.index("--num-workers") + 1] = "2"
+    code = train_cli("--preset", "base-cifar10", "--q", "4", "--epochs", "2", *args)
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if not line.startswith(("training ", "epoch 1/2"))]
+    assert code == 2 and len(errors) == 1, lines
+    assert str(bad) in errors[0] and "Traceback" not in errors[0], errors
+
+
+FLOAT_FIELDS = [
+    f.name for f in dataclasses.fields(TrainConfig) if "float" in str(f.type)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_for_every_float_setting(value):
+    assert {"lr", "momentum", "lr_gamma", "aux_weight", "compactness"} <= set(FLOAT_FIELDS)
+    for name in FLOAT_FIELDS:
+        config = TrainConfig(preset="base-cifar10", data_root=".", **{name: value})
+        with pytest.raises(ConfigError, match=f"{name} must be a finite number"):
+            resolve_config(config)
+
+
+def test_nan_and_infinity_options_are_one_line(capsys):
+    commands = build_parser()._subparsers._group_actions[0].choices
+    floats = [a for a in commands["train"]._actions if a.dest in FLOAT_FIELDS]
+    assert {a.dest for a in floats} == {"lr", "momentum", "lr_gamma", "aux_weight",
+                                        "compactness"}  # fmt: skip
+    for action in floats:
+        for text in ("nan", "inf", "-inf", "1e999"):
+            with pytest.raises(SystemExit) as exit_info:
+                train_cli("--preset", "base-cifar10", f"{action.option_strings[0]}={text}")
+            line = one_line_error(capsys)
+            assert exit_info.value.code == 2 and "finite number" in line, line
+            assert action.option_strings[0] in line
+
+
+def test_a_stored_setting_that_is_not_finite_is_refused_on_resume(tiny, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    settings = {"preset": "base-cifar10", "q": 16, "lr": float("nan")}
+    (out / "config.json").write_text(json.dumps({"settings": settings}))
+    config = TrainConfig(preset="base-cifar10", data_root=tiny["folder"], out=out, resume=True)
+    with pytest.raises(ConfigError, match="lr must be a finite number"):
+        resolve_config(config)

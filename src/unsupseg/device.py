@@ -13,7 +13,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     Raises
     ------
     ConfigError
-        If CUDA is asked for on a machine without it, or the name is not a device.
+        If CUDA is asked for on a machine without it (or a GPU index it lacks), or the
+        name is not a device this library computes on (only ``cpu`` and ``cuda``: the
+        ``meta`` device, for one, holds no values).
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -23,6 +25,15 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise ConfigError(
             f"unknown device {device!r} (use 'cpu', 'cuda', 'cuda:N' or 'auto')"
         ) from exc
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"device {device!r} is not supported (use 'cpu', 'cuda', 'cuda:N' or 'auto')"
+        )
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but CUDA is not available here")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {device!r} asked for, but this machine has "
+            f"{torch.cuda.device_count()} GPU(s) (cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+        )
     return resolved

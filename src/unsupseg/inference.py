@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from unsupseg.algorithm import Refinement, self_training_loss
+from unsupseg.checks import check_number, check_seed
 from unsupseg.data.base import resize_image, to_uint8_rgb
 from unsupseg.data.cache import default_slic_params
 from unsupseg.errors import ConfigError
@@ -164,15 +165,22 @@ def predict_batch(
             "checkpoint must be a Checkpoint (from unsupseg.load_checkpoint(path)); "
             f"got {type(checkpoint).__name__}"
         )
-    if finetune < 0:
-        raise ConfigError(f"finetune must be >= 0; got {finetune}")
-    if finetune_lr is not None and not finetune_lr > 0:
-        raise ConfigError(f"finetune_lr must be > 0; got {finetune_lr}")
-    if max_side is not None and max_side < 2:
-        raise ConfigError(f"max_side must be >= 2; got {max_side}")
+    check_number("finetune", finetune, minimum=0, integer=True)
+    if finetune_lr is not None:
+        check_number("finetune_lr", finetune_lr, minimum=0, exclusive_minimum=True)
+    if max_side is not None:
+        check_number("max_side", max_side, minimum=2, integer=True)
+    check_seed(seed)
     model, info = checkpoint.model, checkpoint.info
     device = next(model.parameters()).device
     prepared = [working_image(image, info, max_side) for image in images]
+    for index, rgb in enumerate(prepared):
+        if finetune and rgb.shape[0] * rgb.shape[1] < 2:
+            raise ConfigError(
+                f"a {rgb.shape[1]}x{rgb.shape[0]} image cannot be fine-tuned (batch "
+                "normalisation needs at least 2 pixels); segment it without --finetune "
+                f"(image {index} of the batch)"
+            )
     results: list[SegmentationResult | None] = [None] * len(prepared)
     by_shape: dict[tuple[int, int], list[int]] = {}
     for index, rgb in enumerate(prepared):

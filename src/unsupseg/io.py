@@ -1,9 +1,10 @@
 """Reading images and writing outputs.
 
-One image loader for the whole project (:func:`read_image`), one converter from any
-array a user may hand us to the float RGB image the algorithms expect
-(:func:`as_rgb_float`), and atomic writers so that a failure never leaves a
-half-written file behind.
+One image loader for the whole project (:func:`read_image`, with :func:`image_size` for
+the size alone), one converter from any array a user may hand us to the float RGB image
+the algorithms expect (:func:`as_rgb_float`), and atomic writers so that a failure never
+leaves a half-written file behind (:func:`atomic_file`, :func:`atomic_directory`, and
+:func:`sweep_stale_temporaries` for what an interrupted process left).
 """
 
 from __future__ import annotations
@@ -11,64 +12,400 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import secrets
 import shutil
+import struct
 import tempfile
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from unsupseg.errors import ImageReadError
+from unsupseg.errors import ConfigError, ImageReadError
 
 #: File suffixes treated as images when a folder is given.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
 
 #: Largest image (in pixels) segmented without downscaling: 2048 x 2048. Per-image
 #: optimisation keeps several (q, H, W) float tensors alive; at q=100 each one of this
-#: size is 1.7 GB.
+#: size is 1.7 GB. :func:`read_image` refuses to read a larger image at full size.
 MAX_PIXELS = 2048 * 2048
 
+#: Largest image (in pixels) whose file is decoded at all, even to be read reduced: one
+#: gigapixel. Pillow must decode a PNG, TIFF, BMP, ... at full size before it can reduce
+#: it, at 3 to 4 bytes a pixel; a header beyond this is corrupt or far too large.
+MAX_DECODE_PIXELS = 1 << 30
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as an RGB array.
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_BAND_BYTES = 8 << 20  # rows handled at a time when reducing a 16-bit image
+
+
+# ---------------------------------------------------------------------------
+# opening files and reading headers
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line, at most 200 characters."""
+    text = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _open_image(path: Path) -> Image.Image:
+    """``Image.open`` without Pillow's decompression-bomb check.
+
+    Pillow warns above 89 megapixels and refuses above 179 megapixels when the file is
+    opened, before anyone could read the size from the header; :func:`read_image`
+    applies its own limits (:data:`MAX_PIXELS`, :data:`MAX_DECODE_PIXELS`) to the header
+    instead, with a message that says what to do. Changing ``Image.MAX_IMAGE_PIXELS``
+    instead would change it for the whole process, threads included.
+    """
+    registry = getattr(Image, "ID", None), getattr(Image, "OPEN", None)
+    if not isinstance(registry[0], list) or not isinstance(registry[1], dict):
+        return Image.open(path)  # another Pillow layout: keep its own check
+    fp = open(path, "rb")  # noqa: SIM115 -- owned by the image (``_exclusive_fp``)
+    try:
+        prefix = fp.read(16)
+        for loader in (Image.preinit, Image.init):
+            loader()
+            for name in list(Image.ID):
+                factory, accept = Image.OPEN[name]
+                result = not accept or accept(prefix)
+                if not result or isinstance(result, str):
+                    continue
+                fp.seek(0)
+                try:
+                    image = factory(fp, os.fspath(path))
+                except (SyntaxError, IndexError, TypeError, struct.error):
+                    continue  # as Image.open: not this format, try the next one
+                image._exclusive_fp = True  # closed with the image
+                return image
+        raise UnidentifiedImageError(f"cannot identify image file {os.fspath(path)!r}")
+    except BaseException:
+        fp.close()
+        raise
+
+
+def _check_path(path: Path, what: str = "") -> None:
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such {what}file")
+    if path.is_dir():
+        raise ImageReadError(f"{path}: is a folder, not an image file")
+
+
+def _png_late_exif(path: Path) -> bytes | None:
+    """The ``eXIf`` chunk of a PNG, read by walking the chunk headers only.
+
+    Pillow parses the chunks before the image data when it opens a PNG and finds an
+    ``eXIf`` chunk placed after the image data only by decoding the whole image.
+    """
+    with open(path, "rb") as fp:
+        if fp.read(8) != b"\x89PNG\r\n\x1a\n":
+            return None
+        while True:
+            head = fp.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"eXIf":
+                data = fp.read(min(length, 1 << 20))
+                if data.startswith(b"Exif\x00\x00"):
+                    data = data[6:]
+                return b"Exif\x00\x00" + data
+            if kind == b"IEND" or length > 1 << 31:
+                return None
+            fp.seek(length + 4, os.SEEK_CUR)
+
+
+def _orientation(image: Image.Image, path: Path) -> int:
+    """The EXIF orientation (1 to 8) of an opened image, without decoding it."""
+    if image.format == "PNG":
+        # PngImageFile.getexif decodes the whole image; read what it would find instead.
+        info = image.info
+        exif_bytes = info.get("exif")
+        if exif_bytes is None and "Raw profile type exif" in info:
+            exif_bytes = bytes.fromhex("".join(info["Raw profile type exif"].split("\n")[3:]))
+        if exif_bytes is None:
+            exif_bytes = _png_late_exif(path)
+        exif = Image.Exif()
+        if exif_bytes is not None:
+            exif.load(exif_bytes)
+        orientation = exif.get(_ORIENTATION_TAG)
+        if orientation is None:
+            xmp = info.get("XML:com.adobe.xmp") or info.get("xmp")
+            if isinstance(xmp, bytes):
+                xmp = xmp.decode("latin-1")
+            match = re.search(r'tiff:Orientation(="|>)([0-9])', xmp) if xmp else None
+            orientation = int(match[2]) if match else 1
+    else:
+        orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+    return orientation if orientation in _TRANSPOSE else 1
+
+
+def _oriented_shape(image: Image.Image, orientation: int) -> tuple[int, int]:
+    width, height = image.size
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """The ``(height, width)`` of an image file as :func:`read_image` reads it at full size.
+
+    Only the header is read (also for a PNG whose EXIF data comes after the pixels);
+    the EXIF orientation is honoured as :func:`read_image` does (orientations 5 to 8
+    swap the sides).
 
     Parameters
     ----------
     path : str or path-like
-        Any format Pillow reads (PNG, JPEG, BMP, TIFF, ...).
 
     Returns
     -------
-    image : ndarray, shape (H, W, 3)
-        ``uint8`` for 8-bit files, ``uint16`` for 16-bit grayscale files, ``float32``
-        for floating-point TIFFs. Grayscale is repeated over three channels, an alpha
-        channel is dropped, palette images are expanded, and the EXIF orientation is
-        applied.
+    size : (int, int)
+        ``(height, width)`` in pixels.
 
     Raises
     ------
     ImageReadError
-        If the file does not exist, is not an image, or is truncated or corrupt.
+        If the file does not exist or its header cannot be read.
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageReadError(f"{path}: is a folder, not an image file")
+    _check_path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            array = _pil_to_rgb_array(img)
+        with _open_image(path) as image:
+            return _oriented_shape(image, _orientation(image, path))
     except UnidentifiedImageError:
+        raise ImageReadError(_not_an_image(path)) from None
+    except Exception as exc:  # any Pillow failure on a bad header
         raise ImageReadError(
-            f"{path}: not an image file that can be read (accepted: {', '.join(IMAGE_SUFFIXES)})"
+            f"{path}: not an image file that can be read ({_one_line(exc)})"
         ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({exc})") from None
-    return array
+
+
+def _not_an_image(path: Path) -> str:
+    return f"{path}: not an image file that can be read (accepted: {', '.join(IMAGE_SUFFIXES)})"
+
+
+# ---------------------------------------------------------------------------
+# read_image
+
+
+def _check_limit(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer or None; got {value!r}")
+
+
+def _limit_text(max_pixels: int) -> str:
+    side = int(round(max_pixels**0.5))
+    return f"{max_pixels} ({side}x{side})" if side * side == max_pixels else f"{max_pixels}"
+
+
+def _decoded_bytes(image: Image.Image) -> int:
+    width, height = image.size
+    if image.mode in ("I", "F"):
+        per_pixel = 4
+    elif image.mode.startswith("I;16"):
+        per_pixel = 2
+    else:
+        per_pixel = max(3, len(image.getbands()))
+    return width * height * per_pixel
+
+
+def read_image(
+    path: str | os.PathLike,
+    *,
+    max_side: int | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+) -> np.ndarray:
+    """Read an image file as an RGB array, reduced on reading when it is too large.
+
+    The size is read from the header first (EXIF orientation honoured). An image of at
+    most ``max_pixels`` pixels (or any image when ``max_pixels`` is None) is decoded at
+    full size and ``max_side`` is ignored: callers downscale it later. A larger one is
+    refused before decoding, unless ``max_side`` is given: then it is decoded reduced so
+    that its longer side is ``max_side`` (JPEG decodes at 1/2, 1/4 or 1/8 scale with
+    ``draft``; other formats are decoded in Pillow's native mode and reduced there with
+    ``reduce`` and Lanczos ``resize``, before any conversion to numpy or to float).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any format Pillow reads (PNG, JPEG, BMP, TIFF, GIF, WebP, ...).
+    max_side : int, optional
+        Longer side, in pixels, of an image read reduced (never enlarged). Only used for
+        images of more than ``max_pixels`` pixels.
+    max_pixels : int or None
+        Largest image, in pixels, read at full size (default :data:`MAX_PIXELS`); None
+        for no limit (up to :data:`MAX_DECODE_PIXELS`).
+
+    Returns
+    -------
+    image : ndarray, shape (H, W, 3)
+        ``uint8`` for 8-bit files, ``uint16`` for 16-bit grayscale, RGB and RGBA PNGs and
+        16-bit TIFFs, ``float32`` for floating-point TIFFs. Grayscale is repeated over
+        three channels, an alpha channel is dropped, palette images are expanded, and the
+        EXIF orientation is applied.
+
+    Raises
+    ------
+    ImageReadError
+        If the file does not exist, is not an image, is truncated or corrupt (whatever
+        Pillow raises, warnings turned into errors included), has more than
+        ``max_pixels`` pixels and no ``max_side`` is given, or has a header of more than
+        :data:`MAX_DECODE_PIXELS` pixels. The message is one line naming the file.
+    ConfigError
+        If ``max_side`` or ``max_pixels`` is not a positive integer or None.
+    """
+    _check_limit("max_side", max_side)
+    _check_limit("max_pixels", max_pixels)
+    path = Path(path)
+    _check_path(path)
+    try:
+        with _open_image(path) as image:
+            return _read_opened(image, path, max_side, max_pixels)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(_not_an_image(path)) from None
+    except MemoryError:
+        raise ImageReadError(f"{path}: not enough memory to decode the image") from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ...
+        raise ImageReadError(f"{path}: corrupt or truncated image ({_one_line(exc)})") from None
+
+
+def _read_opened(
+    image: Image.Image, path: Path, max_side: int | None, max_pixels: int | None
+) -> np.ndarray:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageReadError(f"{path}: the header says {width}x{height} pixels: no image")
+    pixels = width * height
+    if pixels > MAX_DECODE_PIXELS:
+        raise ImageReadError(
+            f"{path}: the header says {width}x{height} = {pixels} pixels, over the limit of "
+            f"{MAX_DECODE_PIXELS} (1 gigapixel) that is decoded at all: decoding would need "
+            f"about {_decoded_bytes(image) / 1e9:.0f} GB; the file is corrupt or far too large"
+        )
+    _check_png_can_hold(image, path)
+    orientation = _orientation(image, path)
+    full = max_pixels is None or pixels <= max_pixels
+    if not full and max_side is None:
+        assert max_pixels is not None
+        shown_h, shown_w = _oriented_shape(image, orientation)
+        raise ImageReadError(
+            f"{path}: {shown_w}x{shown_h} pixels is over the limit of {_limit_text(max_pixels)} "
+            "read at full size; pass --max-side 1024 (Python: max_side=1024) to read it reduced"
+        )
+    target = None if full else _target_size(width, height, int(max_side))  # type: ignore[arg-type]
+
+    colour = _png16_colour(image, path)
+    if colour is not None:
+        return _orient_array(_read_png16(path, colour, target), orientation)
+    if _is_deep_colour_tiff(image):
+        array = _read_tiff16(path, target)
+        if array is not None:
+            return _orient_array(array, orientation)
+    if target is None:
+        image.load()
+        return _pil_to_rgb_array(ImageOps.exif_transpose(image))
+    return _read_reduced(image, target, orientation)
+
+
+def _check_png_can_hold(image: Image.Image, path: Path) -> None:
+    """Refuse, before decoding, a PNG too short for the pixels its header claims.
+
+    Deflate compresses at most 1032:1, so the file must have at least 1/1032 of the
+    image's raw bytes; a short file with a large header would otherwise have Pillow
+    allocate the whole image before finding that the data ends.
+    """
+    if image.format != "PNG":
+        return
+    _check_png_chunks(path)
+    width, height = image.size
+    bits = {"1": 1, "L": 8, "P": 8, "LA": 16, "RGB": 24, "RGBA": 32}.get(image.mode, 16)
+    raw = height * (1 + (width * bits + 7) // 8)
+    size = path.stat().st_size
+    if size * 1100 < raw:
+        raise ImageReadError(
+            f"{path}: truncated or corrupt PNG: {size} bytes cannot hold the {width}x{height} "
+            f"pixels its header claims (at least {raw // 1032} bytes compressed)"
+        )
+
+
+def _check_png_chunks(path: Path) -> None:
+    """Refuse a PNG with a chunk longer than the PNG limit or than what the file has left.
+
+    Pillow reads a chunk's declared length in one go: a corrupt length of 4 GB in a
+    300-byte file would allocate 4 GB before finding the file short.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fp:
+        offset = 8
+        while offset + 8 <= size:
+            fp.seek(offset)
+            length, kind = struct.unpack(">I4s", fp.read(8))
+            if length > (1 << 31) - 1 or offset + 12 + length > size:
+                raise ImageReadError(
+                    f"{path}: truncated or corrupt PNG: chunk {kind.decode('latin-1')!r} at "
+                    f"byte {offset} claims {length} bytes, the file has {size - offset - 12} left"
+                )
+            if kind == b"IEND":
+                return
+            offset += 12 + length
+
+
+def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """``(width, height)`` with the longer side ``max_side`` (never enlarged)."""
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _read_reduced(image: Image.Image, target: tuple[int, int], orientation: int) -> np.ndarray:
+    """Decode an opened Pillow image reduced to ``target = (width, height)``."""
+    if image.format in ("JPEG", "MPO"):
+        # libjpeg decodes at 1/2, 1/4 or 1/8 scale, to at least the requested size.
+        image.draft(None, target)
+    image.load()
+    if image.mode.startswith("I;16"):
+        width, height = image.size
+        rows = max(1, _BAND_BYTES // (2 * width))
+        bands = (
+            np.asarray(image.crop((0, y, width, min(height, y + rows)))).astype(np.uint16)[
+                ..., None
+            ]
+            for y in range(0, height, rows)
+        )
+        gray = _reduce_uint16(bands, image.size, target)
+        return _orient_array(np.repeat(gray, 3, axis=2), orientation)
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("RGBA", "RGBa", "LA", "La"):
+        # Drop alpha first, as a full-size read does (Pillow would premultiply it).
+        image = image.convert("L" if image.mode[0] == "L" else "RGB")
+    if image.size != target:
+        image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    method = _TRANSPOSE.get(orientation)
+    if method is not None:
+        image = image.transpose(method)
+    return _pil_to_rgb_array(image)
 
 
 def _pil_to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -86,6 +423,232 @@ def _pil_to_rgb_array(img: Image.Image) -> np.ndarray:
         gray = np.asarray(img, dtype=np.float32)
         return np.repeat(gray[..., None], 3, axis=2)
     return np.asarray(img.convert("RGB"))
+
+
+def _orient_array(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to an (H, W, C) array as ``ImageOps.exif_transpose``."""
+    if orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 3:
+        array = array[::-1, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    elif orientation == 5:
+        array = array.transpose(1, 0, 2)
+    elif orientation == 6:
+        array = np.rot90(array, k=-1)
+    elif orientation == 7:
+        array = array[::-1, ::-1].transpose(1, 0, 2)
+    elif orientation == 8:
+        array = np.rot90(array, k=1)
+    return np.ascontiguousarray(array)
+
+
+# ---------------------------------------------------------------------------
+# reducing 16-bit images band by band
+
+
+def _reduce_factor(size: tuple[int, int], target: tuple[int, int]) -> int:
+    """The largest box factor that leaves at least twice ``target`` (Pillow's
+    ``reducing_gap=2``): blocks are averaged, then Lanczos resizes the rest."""
+    return max(1, min(size[0] // (2 * target[0]), size[1] // (2 * target[1])))
+
+
+def _reduce_uint16(
+    bands: Iterable[np.ndarray], size: tuple[int, int], target: tuple[int, int]
+) -> np.ndarray:
+    """Reduce an image given as bands of rows ``(n, W, C)`` to ``target = (w, h)``, uint16.
+
+    Blocks of pixels are averaged band by band (see :func:`_reduce_factor`), then the
+    small result is resized with Lanczos per channel. No full-size copy is made.
+    """
+    factor = _reduce_factor(size, target)
+    pieces: list[np.ndarray] = []
+    carry: np.ndarray | None = None
+    for band in bands:
+        if carry is not None:
+            band = np.concatenate([carry, band])
+            carry = None
+        usable = band.shape[0] - band.shape[0] % factor
+        if usable < band.shape[0]:
+            carry = band[usable:]
+            band = band[:usable]
+        if band.shape[0]:
+            pieces.append(_block_mean(band, factor))
+    if carry is not None and carry.shape[0]:
+        pieces.append(_block_mean(carry, factor))
+    return _resize_channels(np.concatenate(pieces), target)
+
+
+def _resize_channels(reduced: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+    """Lanczos-resize a small float (h, w, C) image to ``target = (w, h)``, as uint16."""
+    if reduced.shape[1::-1] != tuple(target):
+        channels = [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(reduced[..., c], dtype=np.float32)).resize(
+                    target, Image.Resampling.LANCZOS
+                )
+            )
+            for c in range(reduced.shape[2])
+        ]
+        reduced = np.stack(channels, axis=2)
+    return np.clip(np.rint(reduced), 0, 65535).astype(np.uint16)
+
+
+def _block_mean(band: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor x factor`` blocks of ``band`` (partial edge blocks included)."""
+    if factor == 1:
+        return band.astype(np.float32)
+    n, w = band.shape[:2]
+    rows = np.arange(0, n, factor)
+    cols = np.arange(0, w, factor)
+    sums = np.add.reduceat(np.add.reduceat(band, cols, axis=1, dtype=np.float64), rows, axis=0)
+    counts = np.diff(np.r_[rows, n])[:, None] * np.diff(np.r_[cols, w])[None, :]
+    return (sums / counts[..., None]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# 16-bit colour PNG (Pillow keeps only the high byte of each sample)
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: colour type -> (Pillow mode, raw modes giving the high and the low bytes). Pillow has
+#: no 16-bit colour mode, but its PNG decoder undoes the row filters for any raw mode of
+#: the right bit count: the big- and little-endian 16-bit unpackers keep the first and
+#: the second byte of each sample. Gray + alpha (4 bytes a pixel) is decoded as RGBX,
+#: which gives the gray high byte in R and the low byte in G.
+_PNG16_PLANES = {
+    2: ("RGB", ("RGB;16B", "RGB;16L")),
+    6: ("RGBA", ("RGBA;16B", "RGBA;16L")),
+    4: ("RGB", ("RGBX",)),
+}
+
+
+def _png16_colour(image: Image.Image, path: Path) -> int | None:
+    """The PNG colour type of a 16-bit RGB, RGBA or gray + alpha PNG, else None."""
+    if image.format != "PNG":
+        return None
+    with open(path, "rb") as fp:
+        head = fp.read(29)
+    if len(head) < 29 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    depth, colour = head[24], head[25]
+    return colour if depth == 16 and colour in _PNG16_PLANES else None
+
+
+def _png16_plane(path: Path, colour: int, rawmode: str) -> Image.Image:
+    """Decode a 16-bit colour PNG with another raw mode: one byte of every sample."""
+    mode, _ = _PNG16_PLANES[colour]
+    image = _open_image(path)
+    try:
+        if len(image.tile) != 1:
+            raise OSError(f"unexpected PNG layout ({len(image.tile)} tiles)")
+        tile = image.tile[0]
+        if image.mode != mode:
+            image._mode = mode  # gray + alpha: read 4 bytes a pixel as RGBX
+        image.tile = [tile._replace(args=rawmode)]
+        image.load()
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def _png16_bands(plane: Image.Image, rows: int) -> Iterator[np.ndarray]:
+    width, height = plane.size
+    for y in range(0, height, rows):
+        yield np.asarray(plane.crop((0, y, width, min(height, y + rows))))
+
+
+def _read_png16(path: Path, colour: int, target: tuple[int, int] | None) -> np.ndarray:
+    """Read a 16-bit RGB, RGBA or gray + alpha PNG as (H, W, 3) uint16, or reduced.
+
+    Each byte plane is decoded by Pillow on its own (8 bits a sample), so reading reduced
+    holds one 8-bit full-size plane at a time, averaged band by band.
+    """
+    _, rawmodes = _PNG16_PLANES[colour]
+    if len(rawmodes) == 1:  # gray + alpha: both bytes in one plane
+        with _png16_plane(path, colour, rawmodes[0]) as plane:
+            width, height = plane.size
+            rows = max(1, _BAND_BYTES // (4 * width))
+            bands = (
+                ((band[..., 0].astype(np.uint16) << 8) | band[..., 1])[..., None]
+                for band in _png16_bands(plane, rows)
+            )
+            if target is None:
+                gray = np.concatenate(list(bands))
+            else:
+                gray = _reduce_uint16(bands, (width, height), target)
+        return np.repeat(gray, 3, axis=2)
+    if target is None:
+        planes = []
+        for rawmode in rawmodes:
+            with _png16_plane(path, colour, rawmode) as plane:
+                planes.append(np.asarray(plane)[..., :3])
+        return (planes[0].astype(np.uint16) << 8) | planes[1]
+    total: np.ndarray | None = None
+    for weight, rawmode in zip((256.0, 1.0), rawmodes, strict=True):
+        with _png16_plane(path, colour, rawmode) as plane:
+            width, height = plane.size
+            factor = _reduce_factor((width, height), target)
+            rows = factor * max(1, _BAND_BYTES // (4 * width * factor))
+            if total is None:
+                total = np.zeros((-(-height // factor), -(-width // factor), 3), np.float32)
+            y = 0
+            for band in _png16_bands(plane, rows):
+                mean = _block_mean(band[..., :3], factor)
+                total[y : y + mean.shape[0]] += mean * weight if weight != 1.0 else mean
+                y += mean.shape[0]
+        del plane  # free this plane's pixels before the next one is decoded
+    assert total is not None
+    return _resize_channels(total, target)
+
+
+# ---------------------------------------------------------------------------
+# 16-bit colour TIFF (Pillow keeps only the high byte of each sample)
+
+
+def _is_deep_colour_tiff(image: Image.Image) -> bool:
+    if image.format != "TIFF" or image.mode not in ("RGB", "RGBA", "RGBX"):
+        return False
+    bits = getattr(image, "tag_v2", {}).get(258, 8)
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return any(int(b) > 8 for b in bits)
+
+
+def _read_tiff16(path: Path, target: tuple[int, int] | None) -> np.ndarray | None:
+    """Read a 16-bit RGB(A) TIFF with tifffile; None where tifffile cannot decode it."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            axes = page.axes
+            array = page.asarray()
+    except Exception as exc:  # e.g. LZW needs imagecodecs: fall back to Pillow's 8 bits
+        warnings.warn(
+            f"{path}: 16-bit TIFF read as 8-bit (only the high byte of each sample): "
+            f"tifffile cannot decode it ({_one_line(exc)})",
+            UserWarning,
+            stacklevel=4,
+        )
+        return None
+    if axes.startswith("S") and array.ndim == 3:
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim != 3 or array.shape[2] < 3:
+        return None
+    if array.dtype != np.uint16:
+        return None  # Pillow reads what it can of other depths
+    array = array[..., :3]
+    if target is None:
+        return np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    rows = max(1, _BAND_BYTES // (6 * width))
+    bands = (array[y : y + rows] for y in range(0, height, rows))
+    return _reduce_uint16(bands, (width, height), target)
+
+
+# ---------------------------------------------------------------------------
+# arrays, paths and label files
 
 
 def as_rgb_float(image: np.ndarray) -> np.ndarray:
@@ -123,11 +686,15 @@ def as_rgb_float(image: np.ndarray) -> np.ndarray:
         image = np.repeat(image, 3, axis=2)
     if image.dtype == bool:
         image = image.astype(np.float32)
-    if not np.issubdtype(image.dtype, np.number):
-        raise ValueError(f"image must be numeric; got dtype {image.dtype}")
+    if not np.issubdtype(image.dtype, np.number) or np.issubdtype(
+        image.dtype, np.complexfloating
+    ):
+        raise ValueError(f"image must hold real numbers; got dtype {image.dtype}")
+    if not np.isfinite(image).all():  # before the cast: float64 beyond float32 is inf
+        raise ValueError("image contains NaN or infinite values")
     image = image.astype(np.float32)
     if not np.isfinite(image).all():
-        raise ValueError("image contains NaN or infinite values")
+        raise ValueError("image values exceed the float32 range (about 3.4e38)")
     low, high = float(image.min()), float(image.max())
     if high > low:
         image = (image - low) / (high - low)
@@ -199,9 +766,38 @@ def save_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """Read a label PNG written by :func:`save_label_png` as int64 ids."""
-    with Image.open(path) as img:
-        return np.asarray(img).astype(np.int64)
+    """Read a label PNG written by :func:`save_label_png` as int64 ids.
+
+    Raises
+    ------
+    ImageReadError
+        When the file is missing, cannot be decoded, is larger than
+        :data:`MAX_DECODE_PIXELS`, or is not a label map (more than one channel, or
+        floating-point values).
+    """
+    path = Path(path)
+    _check_path(path, "label ")
+    try:
+        with _open_image(path) as img:
+            _check_decodable(img, path)
+            labels = np.asarray(img)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(_not_an_image(path)) from None
+    except Exception as exc:  # whatever Pillow raises on a corrupt file
+        raise ImageReadError(f"{path}: cannot read the label image ({_one_line(exc)})") from None
+    if labels.ndim != 2:
+        raise ImageReadError(
+            f"{path}: not a label map: mode {img.mode} has {labels.shape[2]} channels "
+            "(label PNGs are one channel, 8 or 16 bits)"
+        )
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise ImageReadError(
+            f"{path}: not a label map: mode {img.mode} holds {labels.dtype} values "
+            "(label PNGs hold integer ids, 8 or 16 bits)"
+        )
+    return labels.astype(np.int64)
 
 
 def read_scribble(path: str | os.PathLike) -> np.ndarray:
@@ -213,59 +809,250 @@ def read_scribble(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     ImageReadError
-        When the file is missing or cannot be decoded.
+        When the file is missing, cannot be decoded or is larger than
+        :data:`MAX_DECODE_PIXELS`.
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"{path}: no such scribble file")
+    _check_path(path, "scribble ")
     try:
-        with Image.open(path) as img:
+        with _open_image(path) as img:
+            _check_decodable(img, path)
             return np.asarray(img.convert("L") if img.mode not in ("L", "P", "I;16") else img)
-    except OSError as exc:
-        raise ImageReadError(f"{path}: cannot read the scribble image ({exc})") from None
+    except ImageReadError:
+        raise
+    except Exception as exc:  # whatever Pillow raises on a corrupt file
+        raise ImageReadError(f"{path}: cannot read the scribble image ({_one_line(exc)})") from None
+
+
+def _check_decodable(image: Image.Image, path: Path) -> None:
+    _check_png_can_hold(image, path)
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > MAX_DECODE_PIXELS:
+        raise ImageReadError(
+            f"{path}: the header says {width}x{height} pixels; refused before decoding "
+            f"(limit {MAX_DECODE_PIXELS}): the file is corrupt or far too large"
+        )
+
+
+# ---------------------------------------------------------------------------
+# compact label arrays
+
+
+def smallest_uint_dtype(max_value: int, min_value: int = 0) -> np.dtype:
+    """The smallest integer type holding every value in ``[min_value, max_value]``.
+
+    Parameters
+    ----------
+    max_value : int
+        Largest value to hold.
+    min_value : int
+        Smallest value to hold (default 0).
+
+    Returns
+    -------
+    dtype : numpy dtype
+        ``uint8``, ``uint16`` or ``uint32`` for values in ``0 .. 2**32 - 1``; ``int64``
+        when a value is negative or larger (``uint64`` only for values beyond int64).
+
+    Raises
+    ------
+    ValueError
+        If ``min_value > max_value`` or a value is outside the int64 / uint64 range.
+    """
+    low, high = int(min_value), int(max_value)
+    if low > high:
+        raise ValueError(f"min_value {low} is larger than max_value {high}")
+    if low >= 0:
+        for dtype in (np.uint8, np.uint16, np.uint32):
+            if high <= np.iinfo(dtype).max:
+                return np.dtype(dtype)
+    if np.iinfo(np.int64).min <= low and high <= np.iinfo(np.int64).max:
+        return np.dtype(np.int64)
+    if low >= 0 and high <= np.iinfo(np.uint64).max:
+        return np.dtype(np.uint64)
+    raise ValueError(f"labels in [{low}, {high}] fit no 64-bit integer type")
+
+
+def compact_labels(labels: np.ndarray) -> np.ndarray:
+    """A label array in the smallest integer type holding its values (values unchanged).
+
+    Parameters
+    ----------
+    labels : array-like of int or bool
+        Any shape; a float array is accepted when every value is a whole number.
+
+    Returns
+    -------
+    compact : ndarray
+        ``uint8``, ``uint16`` or ``uint32`` (``int64`` with negative or larger ids), see
+        :func:`smallest_uint_dtype`; ``labels`` itself when it already has that type. A
+        12000 x 12000 map of a few hundred ids takes 288 MB as uint16 instead of 1.15 GB
+        as int64.
+
+    Raises
+    ------
+    ValueError
+        For non-integer values.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype == bool:
+        return labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not (
+            np.issubdtype(labels.dtype, np.floating)
+            and np.isfinite(labels).all()
+            and np.all(np.mod(labels, 1) == 0)
+        ):
+            raise ValueError(f"labels must be whole numbers; got dtype {labels.dtype}")
+        if labels.size and (np.abs(labels).max() > 2**53):
+            raise ValueError("float labels beyond 2**53 are not exact integers")
+        labels = labels.astype(np.int64)
+    if labels.size == 0:
+        return labels.astype(np.uint8)
+    dtype = smallest_uint_dtype(int(labels.max()), int(labels.min()))
+    return labels if labels.dtype == dtype else labels.astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# atomic writers and their temporaries
+
+#: ``.<final name>.<owner pid>.<8 random characters>.tmp`` (``old-`` before the random
+#: part for the previous contents of a directory being replaced).
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?P<old>old-)?[a-z0-9_]{8}\.tmp$")
+
+
+def _temporary_prefix(final: Path) -> str:
+    return f".{final.name}.{os.getpid()}."
 
 
 @contextlib.contextmanager
 def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     """Write a folder's contents into a temporary sibling and move it in place at the end.
 
-    If the block raises, the temporary folder is removed and ``final`` is left as it
-    was; otherwise ``final`` is replaced as a whole, so readers never see a mix of old
-    and new files.
+    If the block raises (``KeyboardInterrupt`` and a full disk included), the temporary
+    folder is removed and ``final`` is left as it was; otherwise ``final`` is replaced as
+    a whole, so readers never see a mix of old and new files. The temporary folder is
+    named ``.<name>.<pid>.<random>.tmp`` so that :func:`sweep_stale_temporaries` can
+    remove it once its process is gone (killed, or the machine stopped).
+
+    Raises
+    ------
+    OSError
+        When the folder cannot be created or moved in place; nothing is left behind.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final), suffix=".tmp", dir=final.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
+        old = None
+        if final.exists():
+            old = final.with_name(f"{_temporary_prefix(final)}old-{secrets.token_hex(4)}.tmp")
+            os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if old is not None:
+                os.replace(old, final)  # put the previous contents back
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_file(final: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file beside ``final``; rename it over ``final`` on success."""
+    """Open a temporary file beside ``final``; rename it over ``final`` on success.
+
+    If the block, the final flush (a full disk) or the rename raises, the temporary file
+    is removed and ``final`` is left as it was. The temporary is named
+    ``.<name>.<pid>.<random>.tmp`` (see :func:`sweep_stale_temporaries`).
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written or moved in place; nothing is left behind.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.chmod(tmp, 0o666 & ~_umask())
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(final), suffix=".tmp", dir=final.parent)
     try:
-        with os.fdopen(fd, mode) as handle:
+        handle = os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        with handle:
+            os.chmod(tmp, 0o666 & ~_umask())
             yield handle
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt" or pid <= 0:
+        return True  # os.kill(pid, 0) would end the process on Windows: never sweep there
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or no way to tell: leave it alone
+    return True
+
+
+def sweep_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of :func:`atomic_file` / :func:`atomic_directory` left in
+    ``folder`` by processes that are gone.
+
+    Only entries named ``.<name>.<pid>.<random>.tmp`` whose ``pid`` is not a running
+    process are removed (``os.kill(pid, 0)`` raises ``ProcessLookupError``); those of
+    live processes, and every other file or folder, are left alone. Sub-folders are not
+    searched. Where a process died while replacing a folder, after moving the previous
+    contents aside and before moving the new ones in, the previous contents are put
+    back at ``<name>`` instead of being removed.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The folder to sweep (a missing folder holds nothing).
+
+    Returns
+    -------
+    removed : list of Path
+        The temporaries removed (or restored), sorted by name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        match = _TEMPORARY.match(entry.name)
+        if match is None or _pid_alive(int(match["pid"])):
+            continue
+        final = folder / match["name"]
+        if match["old"] and entry.is_dir() and not entry.is_symlink() and not final.exists():
+            with contextlib.suppress(OSError):
+                os.replace(entry, final)
+                removed.append(entry)
+                continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        if not os.path.lexists(entry):
+            removed.append(entry)
+    return removed
 
 
 def _umask() -> int:

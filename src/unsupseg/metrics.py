@@ -74,6 +74,12 @@ def _as_labels(labels: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} is empty (shape {array.shape})")
     if not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
         if np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0):
+            if np.abs(array).max() >= 2.0**63:
+                # astype would wrap them all onto one int64 value, merging the labels
+                raise ValueError(
+                    f"{name} holds whole-number floats beyond the int64 range (largest "
+                    f"magnitude {np.abs(array).max():g}); renumber the labels first"
+                )
             array = array.astype(np.int64)
         else:
             raise ValueError(
@@ -218,17 +224,22 @@ def select_annotators(annotators: Sequence[np.ndarray], mode: str = "all") -> li
     -------
     selected : list of ndarray
     """
+    annotators = list(annotators)
+    return [annotators[i] for i in _selected_indices(annotators, mode)]
+
+
+def _selected_indices(annotators: Sequence[np.ndarray], mode: str) -> list[int]:
+    """Positions of the annotators :func:`select_annotators` picks (by position, not by
+    identity: the same array may be given twice)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    annotators = list(annotators)
-    if not annotators:
+    if len(annotators) == 0:
         raise ValueError("annotators is empty: give at least one ground-truth label map")
     if mode == "all":
-        return annotators
+        return list(range(len(annotators)))
     counts = np.array([np.unique(np.asarray(gt)).size for gt in annotators])
     # argmax/argmin return the first of tied indices.
-    index = int(np.argmax(counts) if mode == "fine" else np.argmin(counts))
-    return [annotators[index]]
+    return [int(np.argmax(counts) if mode == "fine" else np.argmin(counts))]
 
 
 def bsds_miou_terms(
@@ -295,8 +306,7 @@ def bsds_miou_all_modes(
         per_annotator.append((float(ious.sum()), int(ious.size)))
     terms = {}
     for mode in MODES:
-        selected = {id(gt) for gt in select_annotators(annotators, mode)}
-        chosen = [t for gt, t in zip(annotators, per_annotator, strict=True) if id(gt) in selected]
+        chosen = [per_annotator[i] for i in _selected_indices(annotators, mode)]
         terms[mode] = (sum(t[0] for t in chosen), sum(t[1] for t in chosen))
     return terms
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from unsupseg.io import atomic_directory, save_label_png, to_uint8, write_json
+from unsupseg.io import atomic_directory, compact_labels, save_label_png, to_uint8, write_json
 from unsupseg.version import __version__
 from unsupseg.viz import colorize, overlay, save_panel
 
@@ -61,7 +61,8 @@ def write_image_outputs(
     image : ndarray, shape (H, W, 3)
         Float RGB in [0, 1].
     labels : ndarray of int, shape (H, W)
-        Ids from 0.
+        Ids from 0; ``labels.npy`` holds them in the smallest unsigned type that fits
+        (uint8 up to 256 labels).
     panels : list of (str, ndarray)
         (title, image or label map) of the panel figure, after the main image.
     summary : dict
@@ -91,7 +92,7 @@ def write_image_outputs(
     picture = to_uint8(image)
     with atomic_directory(folder) as tmp:
         save_label_png(tmp / "labels.png", labels)
-        np.save(tmp / "labels.npy", labels)
+        np.save(tmp / "labels.npy", compact_labels(labels))
         Image.fromarray(colorize(labels)).save(tmp / "color.png")
         Image.fromarray(overlay(picture, labels)).save(tmp / "overlay.png")
         save_panel(tmp / "panel.png", [("Main image", picture), *panels])

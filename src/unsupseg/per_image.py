@@ -15,6 +15,7 @@ itself as the target and adds a spatial continuity loss, optionally with scribbl
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from skimage.transform import resize
 from tqdm.auto import tqdm
 
 from unsupseg.algorithm import UNLABELLED, Refinement, self_training_loss, tip2020_loss
+from unsupseg.checks import check_memory, check_number, check_seed
 from unsupseg.device import resolve_device
 from unsupseg.errors import ConfigError
 from unsupseg.io import MAX_PIXELS, as_rgb_float, resize_nearest
@@ -163,19 +165,11 @@ def segment(
     >>> labels.shape
     (400, 600)
     """
-    if method not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    _check_positive(n_conv=n_conv, max_iter=max_iter, lr=lr, n_segments=n_segments)
-    if q < 2:
-        raise ConfigError(f"q must be >= 2; got {q}")
-    if not 0 <= momentum < 1:
-        raise ConfigError(f"momentum must be in [0, 1); got {momentum}")
-    if not compactness > 0:  # also refuses NaN
-        raise ConfigError(f"compactness must be > 0; got {compactness}")
-    if not (mu >= 0 and scribble_weight >= 0):
-        raise ConfigError("mu and scribble_weight must be >= 0")
-    if max_side is not None and max_side < 2:
-        raise ConfigError(f"max_side must be >= 2; got {max_side}")
+    check_options(
+        method=method, q=q, n_conv=n_conv, lr=lr, momentum=momentum, max_iter=max_iter,
+        min_labels=min_labels, n_segments=n_segments, compactness=compactness, mu=mu,
+        scribble_weight=scribble_weight, max_side=max_side, seed=seed,
+    )  # fmt: skip
     if scribble is not None and method != "tip2020":
         raise ConfigError("scribbles are used by method='tip2020' only")
 
@@ -209,8 +203,12 @@ def segment(
             min_labels = max(1, scribble_classes)
     if min_labels is None:
         min_labels = 3
-    if min_labels < 1:
-        raise ConfigError(f"min_labels must be >= 1; got {min_labels}")
+    check_memory(
+        estimate_memory(q, n_conv, height, width),
+        f"per-image optimisation of a {width}x{height} image with q={q}",
+        "lower q (--q) or downscale the image (--max-side)",
+        dev.type,
+    )
 
     x = torch.from_numpy(rgb.transpose(2, 0, 1).copy()).unsqueeze(0).to(dev)
 
@@ -321,8 +319,10 @@ def optimise_on_image(
     Each iteration: ``response = forward(x)``, ``loss, argmax, target =
     loss_fn(response)`` (one of :mod:`unsupseg.algorithm`'s losses), one optimiser
     step; stop after ``max_iter`` iterations or once the argmax holds at most
-    ``min_labels`` labels. Used by :func:`segment` and by per-image fine-tuning of a
-    trained model (:func:`unsupseg.inference.predict_batch`).
+    ``min_labels`` labels. A loss that is no longer finite raises ConfigError
+    (the learning rate is too high), rather than ending with a blank label map. Used
+    by :func:`segment` and by per-image fine-tuning of a trained model
+    (:func:`unsupseg.inference.predict_batch`).
     """
     n_labels_history: list[int] = []
     loss_history: list[float] = []
@@ -339,6 +339,12 @@ def optimise_on_image(
         n_labels = int(torch.count_nonzero(torch.bincount(argmax.view(-1), minlength=q)))
         n_labels_history.append(n_labels)
         loss_history.append(float(loss.detach()))
+        if not math.isfinite(loss_history[-1]):
+            bar.close()
+            raise ConfigError(
+                f"the optimisation diverged: the loss is {loss_history[-1]} at iteration "
+                f"{len(loss_history)}; lower the learning rate"
+            )
         iteration_seconds.append(time.perf_counter() - step_started)
         bar.update(1)
         bar.set_postfix(labels=n_labels, loss=f"{loss_history[-1]:.3f}")
@@ -393,7 +399,57 @@ def number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.ndar
     return lookup[final], lookup[argmax]
 
 
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:  # also refuses NaN
-            raise ConfigError(f"{name} must be > 0; got {value}")
+#: The range of SLIC's compactness: beyond it SLIC's scaled colours or coordinates
+#: overflow float32.
+COMPACTNESS_RANGE = (1e-6, 1e6)
+
+
+def check_options(
+    *,
+    method: str,
+    q: int,
+    n_conv: int,
+    lr: float,
+    momentum: float,
+    max_iter: int,
+    min_labels: int | None,
+    n_segments: int,
+    compactness: float,
+    mu: float,
+    scribble_weight: float,
+    max_side: int | None,
+    seed: int,
+) -> None:
+    """Refuse settings of :func:`segment` that it cannot use, before any image is read:
+    each must be a finite number in its range (the parameters of :func:`segment`).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first setting out of range and the range.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    for name, value in dict(q=q, n_conv=n_conv, max_iter=max_iter, n_segments=n_segments).items():
+        check_number(name, value, minimum=2 if name == "q" else 1, integer=True)
+    check_number("lr", lr, minimum=0, exclusive_minimum=True)
+    check_number("momentum", momentum, minimum=0, maximum=1, exclusive_maximum=True)
+    low, high = COMPACTNESS_RANGE
+    check_number("compactness", compactness, minimum=low, maximum=high)
+    check_number("mu", mu, minimum=0)
+    check_number("scribble_weight", scribble_weight, minimum=0)
+    if max_side is not None:
+        check_number("max_side", max_side, minimum=2, integer=True)
+    if min_labels is not None:
+        check_number("min_labels", min_labels, minimum=1, integer=True)
+    check_seed(seed)
+
+
+def estimate_memory(q: int, n_conv: int, height: int, width: int) -> int:
+    """Bytes that :func:`segment` needs, about: the (q, H, W) float32 activations kept
+    for the backward pass (3 per convolution block and 3 more, measured with
+    ``ru_maxrss`` at q=50..200, 256..512 pixels a side), and the weights of the q x q
+    convolutions with their gradients and momentum."""
+    activations = (3 * n_conv + 3) * q * height * width * 4
+    weights = 3 * (9 * q * q * max(n_conv - 1, 0) + q * q + 27 * q) * 4
+    return activations + weights

@@ -45,8 +45,9 @@ def palette() -> np.ndarray:
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:
-    """Render a label map in the fixed palette, shape (H, W, 3) uint8."""
-    labels = np.asarray(labels)
+    """Render a label map of any integer type in the fixed palette, shape (H, W, 3)
+    uint8 (ids wrap around the palette's size)."""
+    labels = np.asarray(labels).astype(np.int64, copy=False)
     return palette()[labels % PALETTE_SIZE]
 
 

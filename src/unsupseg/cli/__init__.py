@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -52,20 +54,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The argument of the KeyboardInterrupt that SIGTERM raises.
+TERMINATED = "SIGTERM"
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(TERMINATED)
+
+
+def _terminate_as_interrupt():
+    """Make SIGTERM raise KeyboardInterrupt, as Ctrl-C does, so that temporary files
+    and folders are removed on the way out; the previous handler (None when this is not
+    the main thread, where no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``unsupseg`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     started = time.perf_counter()
+    previous = _terminate_as_interrupt()
     try:
         code = args.run(args)
     except UnsupsegError as exc:
         log.error("%s", exc)
         return 2
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = exc.args == (TERMINATED,)
+        log.error("terminated" if terminated else "interrupted")
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     log.debug("done in %.1f s", time.perf_counter() - started)
     return code
 

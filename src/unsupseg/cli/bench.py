@@ -16,7 +16,7 @@ from unsupseg.bench import (
     bench_segment,
     bench_train,
 )
-from unsupseg.cli.common import number
+from unsupseg.cli.common import HelpFormatter, number
 from unsupseg.io import write_json
 from unsupseg.tables import render_table
 
@@ -63,7 +63,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     refine = benches.add_parser(
         "refine",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         help="vectorised superpixel vote against the reference per-superpixel loop",
         description="Time the superpixel majority vote on a 481x321 image: the reference "
         "code's Python loop over superpixels against unsupseg's single bincount.",
@@ -83,7 +83,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     seg = benches.add_parser(
         "segment",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         help="seconds per iteration of per-image segmentation, and time to the stop rule",
         description="Seconds per optimisation step at 481x321 (q=100, 2 blocks) for the "
         "reference implementation and unsupseg's variants (channels-last, bfloat16 "
@@ -116,7 +116,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     train = benches.add_parser(
         "train",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         help="training throughput (images/s) of each preset against the thesis' wall times",
         description="Images per second of one training step (forward, refinement, losses, "
         "backward, optimiser step) of each preset at its image size and batch size, on "
@@ -139,7 +139,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
     hier = benches.add_parser(
         "hierarchy",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         help="hierarchical segmentation against Felzenszwalb, seconds per photo",
         description="Time unsupseg.ucm (cues, watershed, merging; then the cuts of "
         "hierarchy.npy) and scikit-image's felzenszwalb (one scale, and the 8-scale stack) "

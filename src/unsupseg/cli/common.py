@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from unsupseg.io import find_images, read_image
+from unsupseg.checks import check_seed
+from unsupseg.errors import ConfigError
+from unsupseg.io import find_images, image_size, read_image
 from unsupseg.samples import SAMPLE_NAMES, sample_image
 
 if TYPE_CHECKING:  # per_image loads torch, which this module does not need
@@ -22,12 +25,17 @@ if TYPE_CHECKING:  # per_image loads torch, which this module does not need
 log = logging.getLogger("unsupseg")
 
 __all__ = [
+    "HelpFormatter",
     "ImageJob",
     "collect_jobs",
+    "failure_message",
     "finish_run",
     "image_summary",
+    "is_unwritable",
     "number",
+    "seed",
     "setup_logging",
+    "skip_remaining",
     "unique_name",
 ]
 
@@ -46,6 +54,30 @@ def setup_logging(verbose: bool = False) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each option with its default, once: not when the text already
+    says it, and not for defaults that say nothing (None, False, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, an integer in ``0 .. 2**32 - 1``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    try:
+        check_seed(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("seed ")) from None
+    return value
 
 
 def number(kind: type, minimum: float, exclusive: bool = False) -> Callable[[str], float]:
@@ -76,12 +108,26 @@ class ImageJob:
     source: str
     name: str
     load: Callable[[], np.ndarray]
+    path: Path | None = None
+
+    def file_size(self, image: np.ndarray) -> dict[str, int]:
+        """``file_height`` and ``file_width`` for the summary when the file was read
+        reduced (it is over :data:`unsupseg.io.MAX_PIXELS`), else nothing."""
+        if self.path is None:
+            return {}
+        height, width = image_size(self.path)
+        if (height, width) == tuple(image.shape[:2]):
+            return {}
+        return {"file_height": height, "file_width": width}
 
 
-def collect_jobs(inputs: Sequence[str]) -> tuple[list[ImageJob], list[tuple[str, str]]]:
+def collect_jobs(
+    inputs: Sequence[str], max_side: int | None = None
+) -> tuple[list[ImageJob], list[tuple[str, str]]]:
     """The images of files and folders (none: the scikit-image sample photos), with
     output names made unique, and the ``(source, message)`` of inputs that are not
-    images."""
+    images. Files over :data:`unsupseg.io.MAX_PIXELS` are read reduced to ``max_side``
+    (refused without it) and never decoded at full size."""
     if not inputs:
         return [
             ImageJob(f"skimage.data.{name}()", name, lambda name=name: sample_image(name))
@@ -90,7 +136,12 @@ def collect_jobs(inputs: Sequence[str]) -> tuple[list[ImageJob], list[tuple[str,
     paths, problems = find_images(list(inputs))
     used: set[str] = set()
     jobs = [
-        ImageJob(str(path), unique_name(path.stem, used), lambda path=path: read_image(path))
+        ImageJob(
+            str(path),
+            unique_name(path.stem, used),
+            lambda path=path: read_image(path, max_side=max_side),
+            path,
+        )
         for path in paths
     ]
     return jobs, [(str(path), message) for path, message in problems]
@@ -129,6 +180,37 @@ def image_summary(
         "parameters": result.params,
         "n_labels_per_iteration": result.n_labels_history,
     }
+
+
+#: ``errno`` values of a write that no other image would survive either.
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def failure_message(source: str, exc: BaseException) -> str:
+    """One line for an image that failed: its source, then what went wrong."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        text = f"cannot write the outputs: {exc.strerror}{where}"
+    else:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if text.startswith(source) else f"{source}: {text}"
+
+
+def is_unwritable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the output folder cannot take any more files (disk full,
+    read-only, no permission), so that the images after it would fail alike."""
+    return isinstance(exc, OSError) and exc.errno in UNWRITABLE
+
+
+def skip_remaining(
+    jobs: Sequence[ImageJob], failed: ImageJob, failures: list[tuple[str, str]], out: Path
+) -> None:
+    """Record the jobs after ``failed`` as not processed: the outputs cannot be written."""
+    rest = list(jobs)[list(jobs).index(failed) + 1 :]
+    log.error("stopping: nothing more can be written to %s", out)
+    failures.extend(
+        (job.source, f"{job.source}: not processed (outputs cannot be written)") for job in rest
+    )
 
 
 def finish_run(done: int, n_inputs: int, out: Path, failures: list[tuple[str, str]]) -> int:

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from unsupseg.cli.common import number
+from unsupseg.checks import check_output_file
+from unsupseg.cli.common import number, seed
 from unsupseg.evaluation import DEFAULT_SPLITS, METHODS, evaluate_dataset
 from unsupseg.evaluation.hierarchical import HIERARCHICAL_METHODS, evaluate_hierarchy
 from unsupseg.io import write_json
@@ -109,7 +110,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-iter", type=number(int, 1), default=1000, help="per-image: most iterations"
     )
-    parser.add_argument("--seed", type=number(int, 0), default=0, help="per-image/k-means seed")
+    parser.add_argument("--seed", type=seed, default=0, help="per-image/k-means seed")
     parser.add_argument(
         "--refine",
         action="store_true",
@@ -125,6 +126,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Score the data set and print the summary; 0 when every image was scored, 1 when
     some failed (listed at the end; bad usage raises, and the CLI exits with 2)."""
+    if args.json is not None:
+        check_output_file(args.json, "--json file")
     if args.method in HIERARCHICAL_METHODS:
         return _run_hierarchy(args)
     evaluation = evaluate_dataset(
@@ -151,7 +154,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _finish(args: argparse.Namespace, evaluation) -> int:
     if args.json is not None:
-        write_json(args.json, evaluation.to_json())
+        try:
+            write_json(args.json, evaluation.to_json())
+        except OSError as exc:
+            log.error("cannot write --json %s: %s", args.json, exc.strerror or exc)
+            return 1
     log.info("Rows: %s", evaluation.csv_path.resolve())
     if evaluation.failures:
         log.error("%d image(s) failed (excluded from the figures):", len(evaluation.failures))

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from unsupseg.cli.common import number
+from unsupseg.cli.common import number, seed
 from unsupseg.cli.evaluate import add_dataset_arguments
 from unsupseg.errors import ConfigError
 from unsupseg.postprocess import CLUSTERERS, DEFAULT_GRID, GT_SCORES, INDICES, postprocess_dataset
@@ -100,7 +100,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=2000,
         help="pixels sampled for the internal indices (default 2000)",
     )
-    parser.add_argument("--seed", type=number(int, 0), default=0, help="clusterer seed")
+    parser.add_argument("--seed", type=seed, default=0, help="clusterer seed")
     parser.add_argument(
         "--figure-images", type=number(int, 0), default=4, help="images in comparison.png"
     )

@@ -16,10 +16,22 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from unsupseg.cli.common import collect_jobs, finish_run, image_summary, number
+from unsupseg.checks import check_output_folder
+from unsupseg.cli.common import (
+    HelpFormatter,
+    ImageJob,
+    collect_jobs,
+    failure_message,
+    finish_run,
+    image_summary,
+    is_unwritable,
+    number,
+    seed,
+    skip_remaining,
+)
 from unsupseg.errors import ImageReadError
 from unsupseg.inference import predict_batch
-from unsupseg.io import as_rgb_float, to_uint8
+from unsupseg.io import as_rgb_float, sweep_stale_temporaries, to_uint8
 from unsupseg.models.checkpoint import load_checkpoint
 from unsupseg.outputs import write_image_outputs
 
@@ -35,7 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "pass, optionally the superpixel vote (--refine) and per-image fine-tuning "
         "(--finetune N). Writes the same files as `segment` into OUT/<image name>/. "
         "Under torchrun the inputs are split across ranks.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "inputs",
@@ -79,10 +91,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--max-side",
         type=number(int, 2),
         default=None,
-        help="downscale full-resolution images to this longer side "
-        "(presets with a fixed image size always resize to it)",
+        help="downscale full-resolution images to this longer side (presets with a "
+        "fixed image size always resize to it); files over 2048x2048 pixels are read "
+        "reduced to it, and their outputs have the reduced size",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of --finetune")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of --finetune")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
@@ -95,6 +108,28 @@ def _rank_and_world() -> tuple[int, int, int]:
     return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def _predict_chunk(
+    args: argparse.Namespace, checkpoint, chunk: list[tuple[ImageJob, np.ndarray]]
+) -> list:
+    """The results of one batch, or per image the exception that stopped it: when the
+    batch fails, its images are tried one by one, so a bad image fails alone."""
+    try:
+        return predict_batch(
+            checkpoint,
+            [image for _, image in chunk],
+            refine=args.refine,
+            finetune=args.finetune,
+            finetune_lr=args.finetune_lr,
+            max_side=args.max_side,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        if len(chunk) == 1:
+            return [exc]
+        return [_predict_chunk(args, checkpoint, [item])[0] for item in chunk]
+
+
 def run(args: argparse.Namespace) -> int:
     """Segment this rank's share of the inputs; 0 when all succeeded, 1 when some
     failed (a checkpoint that cannot be read raises CheckpointError: exit 2)."""
@@ -102,12 +137,15 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if world > 1 and device in ("auto", "cuda") and torch.cuda.is_available():
         device = f"cuda:{local_rank}"
+    check_output_folder(args.out)
+    sweep_stale_temporaries(args.out)
     checkpoint = load_checkpoint(args.checkpoint, device)
-    jobs, failures = collect_jobs(args.inputs)
+    jobs, failures = collect_jobs(args.inputs, max_side=args.max_side)
     mine = jobs[rank::world]
     failures = failures if rank == 0 else []
     n_inputs = len(mine) + len(failures)
     done = 0
+    stop = False
     seconds: list[float] = []
     bar = tqdm(
         total=len(mine),
@@ -126,43 +164,43 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(1)
         if not chunk:
             continue
-        try:
-            results = predict_batch(
-                checkpoint,
-                [image for _, image in chunk],
-                refine=args.refine,
-                finetune=args.finetune,
-                finetune_lr=args.finetune_lr,
-                max_side=args.max_side,
-                seed=args.seed,
-                progress=not args.quiet,
-            )
-        except (ValueError, RuntimeError, MemoryError) as exc:  # reported per batch
-            for job, _ in chunk:
-                failures.append((job.source, f"{job.source}: {exc}"))
-            log.error("failed: %s", exc)
-            bar.update(len(chunk))
-            continue
-        for (job, image), result in zip(chunk, results, strict=True):
+        outcomes = _predict_chunk(args, checkpoint, chunk)
+        for (job, image), result in zip(chunk, outcomes, strict=True):
+            if isinstance(result, BaseException):
+                failures.append((job.source, failure_message(job.source, result)))
+                log.error("failed: %s", failures[-1][1])
+                bar.update(1)
+                continue
             panels = [("Argmax output", result.argmax)]
             if result.superpixels is not None:
                 panels.append(("SLIC output", result.labels))
             if result.reconstruction is not None:
                 panels.append(("Reconstructed image", to_uint8(result.reconstruction)))
             summary = image_summary(
-                job.source, image, result, digits=4, checkpoint=str(args.checkpoint)
+                job.source,
+                image,
+                result,
+                digits=4,
+                checkpoint=str(args.checkpoint),
+                **job.file_size(image),
             )
             try:
                 write_image_outputs(
                     args.out / job.name, as_rgb_float(image), result.labels, panels, summary
                 )
             except (OSError, ValueError) as exc:
-                failures.append((job.source, f"{job.source}: {exc}"))
-                log.error("failed: %s", exc)
+                failures.append((job.source, failure_message(job.source, exc)))
+                log.error("failed: %s", failures[-1][1])
+                if is_unwritable(exc):
+                    stop = True
+                    break
             else:
                 done += 1
                 seconds.append(result.seconds)
             bar.update(1)
+        if stop:
+            skip_remaining(mine, job, failures, args.out)
+            break
     bar.close()
     if seconds:
         log.info(

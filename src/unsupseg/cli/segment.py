@@ -12,11 +12,23 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from unsupseg.cli.common import ImageJob, collect_jobs, finish_run, image_summary, number
+from unsupseg.checks import check_memory, check_output_folder
+from unsupseg.cli.common import (
+    HelpFormatter,
+    ImageJob,
+    collect_jobs,
+    failure_message,
+    finish_run,
+    image_summary,
+    is_unwritable,
+    number,
+    seed,
+    skip_remaining,
+)
 from unsupseg.device import resolve_device
-from unsupseg.io import as_rgb_float, read_scribble
+from unsupseg.io import as_rgb_float, read_scribble, sweep_stale_temporaries
 from unsupseg.outputs import write_image_outputs
-from unsupseg.per_image import METHODS, segment
+from unsupseg.per_image import METHODS, check_options, estimate_memory, segment
 from unsupseg.samples import SAMPLE_NAMES
 from unsupseg.ucm import DATASET_THRESHOLD, THRESHOLDS, hierarchy
 from unsupseg.ucm.levels import AUTO_CRITERION, LEVELS, select_level
@@ -36,7 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "OUT/<image name>/. With no input, segments the scikit-image sample photos "
             f"({', '.join(SAMPLE_NAMES)})."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "inputs",
@@ -122,10 +134,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--max-side",
         type=number(int, 2),
         default=None,
-        help="downscale images whose longer side exceeds this many pixels "
-        "(results are upsampled back to the original size)",
+        help="downscale images whose longer side exceeds this many pixels (results are "
+        "upsampled back to the original size, except for files over 2048x2048 pixels: "
+        "those are read reduced, never decoded in full, and their outputs have the "
+        "reduced size)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
@@ -173,13 +187,17 @@ def _each_image(
         bar.set_postfix_str(job.name)
         try:
             line = work(job)
-        except (ValueError, RuntimeError, MemoryError) as exc:  # reported per image
-            message = str(exc) if str(exc).startswith(source) else f"{source}: {exc}"
+        except (ValueError, RuntimeError, MemoryError, OSError) as exc:  # reported per image
+            message = failure_message(source, exc)
             failures.append((source, message))
             log.error("failed: %s", message)
+            if is_unwritable(exc):
+                skip_remaining(jobs, job, failures, args.out)
+                break
             continue
         done += 1
         log.info("%s", line)
+    bar.close()
     return finish_run(done, n_inputs, args.out, failures)
 
 
@@ -203,6 +221,7 @@ def _hierarchy_job(args: argparse.Namespace, job: ImageJob) -> str:
         "input": job.source,
         "height": int(image.shape[0]),
         "width": int(image.shape[1]),
+        **job.file_size(image),
         "method": "hierarchy",
         **info,
         "n_leaves": tree.n_leaves,
@@ -232,7 +251,7 @@ def _optimise_job(args: argparse.Namespace, options: dict, job: ImageJob) -> str
         panels = [("Argmax output", result.argmax), ("SLIC output", result.labels)]
     else:
         panels = [("Argmax output", result.labels)]
-    summary = image_summary(job.source, image, result, digits=3)
+    summary = image_summary(job.source, image, result, digits=3, **job.file_size(image))
     folder = write_image_outputs(
         args.out / job.name, as_rgb_float(image), result.labels, panels, summary
     )
@@ -251,7 +270,21 @@ def run(args: argparse.Namespace) -> int:
         log.error("--scribble needs --method tip2020")
         return 2
     resolve_device(args.device)
-    jobs, failures = collect_jobs(args.inputs)
+    check_output_folder(args.out)
+    sweep_stale_temporaries(args.out)
+    if args.method != "hierarchy":  # the settings and the weights, before any image
+        check_options(
+            method=args.method, q=args.q, n_conv=args.n_conv, lr=args.lr,
+            momentum=args.momentum, max_iter=args.max_iter, min_labels=args.min_labels,
+            n_segments=args.n_segments, compactness=args.compactness, mu=args.mu,
+            scribble_weight=args.scribble_weight, max_side=args.max_side, seed=args.seed,
+        )  # fmt: skip
+        check_memory(
+            estimate_memory(args.q, args.n_conv, 1, 1),
+            f"a network with --q {args.q} and --n-conv {args.n_conv}",
+            "lower --q",
+        )
+    jobs, failures = collect_jobs(args.inputs, max_side=args.max_side)
     n_inputs = len(jobs) + len(failures)
     if args.scribble is not None and len(jobs) != 1:
         log.error("--scribble needs exactly one input image (got %d)", len(jobs))

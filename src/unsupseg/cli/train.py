@@ -12,14 +12,25 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import NoReturn
 
 import unsupseg.training
-from unsupseg.cli.common import number
+from unsupseg.cli.common import number, seed
 from unsupseg.models import PRESETS
 from unsupseg.refine import REFINEMENTS
 from unsupseg.training.config import DATASET_CHOICES, OPTIMIZERS, PRECISIONS, TrainConfig
 
 log = logging.getLogger("unsupseg")
+
+
+def _one_line_error(parser: argparse.ArgumentParser):
+    """An ``error`` method for ``parser`` that prints one line (no usage block) and exits
+    with status 2, as the library's errors do."""
+
+    def error(message: str) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
+
+    return error
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -109,7 +120,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         type=number(float, 0),
         help="weight of the classifier / reconstruction loss (segmentation loss: 1)",
     )
-    opt.add_argument("--seed", type=number(int, 0), help="random seed (default 0)")
+    opt.add_argument("--seed", type=seed, help="random seed (default 0)")
     algo = parser.add_argument_group("model and refinement")
     algo.add_argument(
         "--q",
@@ -165,7 +176,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         type=number(int, 1),
         help="panel and merging figures every N epochs, and after the last (default 1)",
     )
+    run_group.add_argument(
+        "--checkpoint-every",
+        type=number(int, 0),
+        help="also write checkpoints/last.ckpt every N optimiser steps within an epoch, "
+        "so --resume after a crash loses at most N steps (default 0: at the end of every "
+        "epoch only)",
+    )
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.error = _one_line_error(parser)  # type: ignore[method-assign]
     parser.set_defaults(run=run)
 
 

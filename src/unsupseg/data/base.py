@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from unsupseg.errors import ImageReadError
-from unsupseg.io import as_rgb_float, read_image, resize_nearest, to_uint8
+from unsupseg.io import as_rgb_float, image_size, read_image, resize_nearest, to_uint8
 
 #: An image size ``(height, width)`` in pixels.
 Size = tuple[int, int]
@@ -78,25 +77,27 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file with :func:`unsupseg.io.read_image` as ``uint8`` RGB."""
-    return to_uint8_rgb(read_image(path))
+    """Read an image file with :func:`unsupseg.io.read_image` as ``uint8`` RGB.
+
+    Data sets read their images in full whatever their size (a data set resizes them
+    to its ``image_size`` afterwards); only headers beyond
+    :data:`unsupseg.io.MAX_DECODE_PIXELS` are refused.
+    """
+    return to_uint8_rgb(read_image(path, max_pixels=None))
 
 
 def file_image_shape(path: str | os.PathLike) -> Size:
     """The ``(height, width)`` that :func:`unsupseg.io.read_image` will return, cheaply.
 
     Only the file header is read; the EXIF orientation is honoured as ``read_image``
-    does (orientations 5 to 8 swap the sides).
+    does (orientations 5 to 8 swap the sides). The same as :func:`unsupseg.io.image_size`.
+
+    Raises
+    ------
+    ImageReadError
+        If the file does not exist or its header cannot be read.
     """
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ImageReadError(f"{path}: not an image file that can be read ({exc})") from None
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+    return image_size(path)
 
 
 class ImageDataset:

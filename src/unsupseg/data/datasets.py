@@ -153,6 +153,16 @@ def _check_split(name: str, split: str, allowed: Sequence[str]) -> str:
     return split
 
 
+def _fetch_hint(cls: str, root: Path) -> str:
+    """How to get a data set that torchvision can download: the command line has no
+    download option, so the one-line Python call, then where to point the command."""
+    return (
+        f'Download it once with python -c "import unsupseg.data as d; '
+        f"d.{cls}('{root}', download=True)\", or put the files there yourself "
+        "(command line: --data-root names the folder)."
+    )
+
+
 def _torchvision_download(name: str, root: Path, fetch: Callable[[], Any], expected: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -231,7 +241,7 @@ class CIFAR10Dataset(ImageDataset):
             missing = [f for f in files if not (self.root / self.FOLDER / f).is_file()]
             raise DatasetError(
                 f"CIFAR-10 {split} split not found: {expected}; missing {', '.join(missing)}. "
-                "Pass download=True to fetch it."
+                + _fetch_hint("CIFAR10Dataset", self.root)
             )
         self.folder = folder
         images, labels = [], []
@@ -372,7 +382,8 @@ class STL10Dataset(ImageDataset):
             folder = self._find_folder(self.root, files)
         if folder is None:
             raise DatasetError(
-                f"STL-10 {split} split not found: {expected}. Pass download=True to fetch it."
+                f"STL-10 {split} split not found: {expected}. "
+                + _fetch_hint("STL10Dataset", self.root)
             )
         self.folder = folder
         self._parts: list[tuple[str, int]] = []
@@ -564,7 +575,8 @@ class VOC2012Dataset(_ClassMapDataset):
             voc = self._find_voc(self.root, split)
         if voc is None:
             raise DatasetError(
-                f"VOC 2012 {split} split not found: {expected}. Pass download=True to fetch it."
+                f"VOC 2012 {split} split not found: {expected}. "
+                + _fetch_hint("VOC2012Dataset", self.root)
             )
         self.folder = voc
         split_file = voc / "ImageSets" / "Segmentation" / f"{split}.txt"

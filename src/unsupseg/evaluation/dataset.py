@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from unsupseg.baselines import BASELINES
+from unsupseg.checks import check_output_folder
 from unsupseg.data.base import ImageDataset
 from unsupseg.data.datasets import open_dataset
 from unsupseg.data.folders import LabelledFolderDataset, open_folder
@@ -128,15 +129,17 @@ def open_scored_dataset(
 
 
 def check_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Refuse an output folder whose ``evaluate.json`` records other settings.
+    """Refuse an output folder that cannot be written or whose ``evaluate.json``
+    records other settings.
 
     Raises
     ------
     ConfigError
-        Naming the settings that differ.
+        When ``out`` is a file or not writable, or naming the settings that differ.
     RunFolderError
         When ``evaluate.json`` is unreadable.
     """
+    check_output_folder(out, "evaluation folder")
     settings_path = out / SETTINGS_NAME
     if not settings_path.is_file():
         return

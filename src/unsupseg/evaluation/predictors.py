@@ -16,6 +16,7 @@ import numpy as np
 from unsupseg.baselines import BASELINES
 from unsupseg.data.base import ImageDataset
 from unsupseg.errors import ConfigError
+from unsupseg.evaluation.scoring import label_ids
 from unsupseg.io import read_label_png
 
 if TYPE_CHECKING:
@@ -57,11 +58,26 @@ def find_prediction(folder: str | os.PathLike, image_id: str) -> Path | None:
 
 
 def read_prediction(path: str | os.PathLike) -> np.ndarray:
-    """Read a label map saved as ``.npy`` or label PNG."""
+    """Read a label map saved as ``.npy`` or label PNG, as int64 ids.
+
+    Raises
+    ------
+    ValueError
+        When the file cannot be read, or holds no label map (NaN, infinite or
+        fractional values, a non-numeric array): see
+        :func:`~unsupseg.evaluation.scoring.label_ids`.
+    """
     path = Path(path)
-    if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    return read_label_png(path)
+    if path.suffix != ".npy":
+        return read_label_png(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: not a NumPy label array that can be read ({exc})") from None
+    try:
+        return label_ids(array)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def checkpoint_path(checkpoint: str | os.PathLike | Checkpoint) -> Path:

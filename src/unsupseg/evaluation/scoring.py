@@ -46,6 +46,7 @@ __all__ = [
     "COLUMNS",
     "INDICES",
     "INTERNAL_COLUMNS",
+    "label_ids",
     "n_segments",
     "score_bsds",
     "score_bsds_regions",
@@ -259,6 +260,34 @@ def score_internal(image: np.ndarray, prediction: np.ndarray) -> dict[str, Any]:
     }
 
 
+def label_ids(prediction: np.ndarray) -> np.ndarray:
+    """A prediction's label ids as int64, refusing what is not a label map: a
+    non-numeric array, NaN or infinite values, or fractional ids (a casting would
+    quietly turn them into other labels).
+
+    Raises
+    ------
+    ValueError
+        Saying which values are wrong.
+    """
+    prediction = np.asarray(prediction)
+    if prediction.dtype == bool or np.issubdtype(prediction.dtype, np.integer):
+        return prediction.astype(np.int64)
+    if not np.issubdtype(prediction.dtype, np.floating):
+        raise ValueError(f"prediction must hold integer label ids; got dtype {prediction.dtype}")
+    bad = ~np.isfinite(prediction)
+    if bad.any():
+        raise ValueError(
+            f"prediction holds {int(bad.sum())} NaN or infinite value(s); "
+            "a label map holds integer ids"
+        )
+    if (prediction != np.round(prediction)).any():
+        raise ValueError("prediction holds fractional values; a label map holds integer ids")
+    if np.abs(prediction).max(initial=0) >= 2**62:
+        raise ValueError("prediction holds label ids too large for int64")
+    return prediction.astype(np.int64)
+
+
 def score_prediction(dataset: ImageDataset, index: int, prediction: np.ndarray) -> dict[str, Any]:
     """Score one prediction against what ``dataset`` knows of image ``index``.
 
@@ -279,7 +308,8 @@ def score_prediction(dataset: ImageDataset, index: int, prediction: np.ndarray) 
     Raises
     ------
     ValueError
-        When the prediction is not a 2-D map of the image's size.
+        When the prediction is not a 2-D map of the image's size, or not of integer
+        ids (see :func:`label_ids`).
     """
     kind = scoring_kind(dataset)
     prediction = np.asarray(prediction)
@@ -297,7 +327,7 @@ def score_prediction(dataset: ImageDataset, index: int, prediction: np.ndarray) 
             f"prediction has size {prediction.shape[1]}x{prediction.shape[0]}, {what} "
             f"{shape[1]}x{shape[0]} (width x height)"
         )
-    prediction = prediction.astype(np.int64)
+    prediction = label_ids(prediction)
     if kind == "bsds":
         return score_bsds(prediction, truth)
     if kind == "class_map":

@@ -142,6 +142,20 @@ class Checkpoint:
     path: Path | None = None
 
 
+def _epochs_done(data: dict[str, Any]) -> int | None:
+    """Epochs whose training had ended when a Lightning checkpoint was written.
+
+    Its own ``epoch`` is the running epoch from 0, which for a checkpoint written at an
+    epoch's end is one less than the ``epoch`` of the plain checkpoint written with it;
+    the fit loop's progress says it as they do (and counts only whole epochs for a
+    checkpoint written within one).
+    """
+    try:
+        return int(data["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return data.get("epoch")
+
+
 def _read(path: Path, map_location: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     """(record, state dict) of a plain or Lightning checkpoint file."""
     try:
@@ -161,9 +175,10 @@ def _read(path: Path, map_location: torch.device) -> tuple[dict[str, Any], dict[
         and data["unsupseg"].get("format") == CHECKPOINT_FORMAT
     ):
         record = dict(data["unsupseg"])
-        for name in ("epoch", "global_step"):
-            if record.get(name) is None:
-                record[name] = data.get(name)
+        if record.get("epoch") is None:
+            record["epoch"] = _epochs_done(data)
+        if record.get("global_step") is None:
+            record["global_step"] = data.get("global_step")
         state = {
             k.removeprefix("model."): v
             for k, v in data.get("state_dict", {}).items()

@@ -10,7 +10,6 @@ and into every checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from unsupseg.algorithm import LABEL_SLIC_COMPACTNESS, LABEL_SLIC_SEGMENTS
+from unsupseg.checks import check_number, check_seed
 from unsupseg.data.locate import default_data_root
 from unsupseg.device import resolve_device
 from unsupseg.errors import ConfigError
@@ -69,6 +69,7 @@ _MINIMUMS: dict[str, tuple[float, bool]] = {
     "seed": (0, False),
     "log_every": (1, False),
     "figures_every": (1, False),
+    "checkpoint_every": (0, False),
     "num_workers": (0, False),
     "slic_workers": (1, False),
     "n_segments": (1, False),
@@ -148,6 +149,10 @@ class TrainConfig:
         A ``train_step`` row in metrics.csv every N optimiser steps (default 50).
     figures_every : int, optional
         Panel and merging figures every N epochs, and after the last (default 1).
+    checkpoint_every : int, optional
+        Also write ``checkpoints/last.ckpt`` every N optimiser steps within an epoch, so
+        a killed run resumes from its last such step (default 0: at the end of every
+        epoch only). A resumed run continues bit for bit either way.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under
         torchrun each process takes its local GPU.
@@ -210,6 +215,7 @@ class TrainConfig:
     seed: int | None = None
     log_every: int | None = None
     figures_every: int | None = None
+    checkpoint_every: int | None = None
     device: str = "auto"
     precision: str | None = None
     deterministic: bool | None = None
@@ -239,13 +245,10 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 def _check_numbers(config: TrainConfig) -> None:
     for name, (minimum, exclusive) in _MINIMUMS.items():
         value = getattr(config, name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number; got {value!r}")
-        if not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
-            bound = f"> {minimum}" if exclusive else f">= {minimum}"
-            raise ConfigError(f"{name} must be a finite number {bound}; got {value!r}")
+        if value is not None:
+            check_number(name, value, minimum=minimum, exclusive_minimum=exclusive)
+    if config.seed is not None:
+        check_seed(config.seed)
 
 
 def _default_workers() -> int:
@@ -387,6 +390,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         seed=pick("seed", 0),
         log_every=pick("log_every", 50),
         figures_every=pick("figures_every", 1),
+        checkpoint_every=pick("checkpoint_every", 0),
         device=device,
         precision=precision,
         deterministic=(not on_gpu) if config.deterministic is None else config.deterministic,
@@ -402,4 +406,5 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"{out} was trained with q={stored.get('q')}; cannot resume with q={resolved.q}"
         )
+    _check_numbers(resolved)  # the stored run's values too (a config.json edited by hand)
     return resolved

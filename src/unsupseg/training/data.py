@@ -153,6 +153,10 @@ class EpochSampler(Sampler):
     repeating its start so every rank gets the same number of batches (as
     ``DistributedSampler``). The epoch travels with each index, so DataLoader workers
     (persistent or not) crop and flip for the right epoch.
+
+    A run resumed from a checkpoint written within an epoch calls :meth:`resume_at`:
+    that epoch's iteration then starts after the indices already trained on, while
+    ``len()`` stays the whole epoch's (Lightning counts the batches done itself).
     """
 
     def __init__(
@@ -173,10 +177,26 @@ class EpochSampler(Sampler):
         self.rank, self.world_size = rank, world_size
         self.pad = pad or n < world_size
         self.epoch = 0
+        self.skip: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning before every epoch."""
         self.epoch = int(epoch)
+
+    def resume_at(self, epoch: int, done: int) -> None:
+        """Leave out the first ``done`` indices (of this rank) when iterating ``epoch``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch a checkpoint was written in (from 0, as :meth:`set_epoch`).
+        done : int
+            Indices of this rank already trained on in that epoch: the batches done
+            times the batch size.
+        """
+        if epoch < 0 or done < 0:
+            raise ValueError(f"epoch and done must be >= 0; got {epoch}, {done}")
+        self.skip = (int(epoch), int(done))
 
     def _indices(self) -> list[int]:
         if self.shuffle:
@@ -189,7 +209,10 @@ class EpochSampler(Sampler):
         return order[self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.epoch, index) for index in self._indices()])
+        indices = self._indices()
+        if self.skip is not None and self.skip[0] == self.epoch:
+            indices = indices[self.skip[1] :]
+        return iter([(self.epoch, index) for index in indices])
 
     def __len__(self) -> int:
         return len(self._indices())
@@ -235,6 +258,11 @@ class SegmentationDataModule(L.LightningDataModule):
     -----
     The caches are built in :meth:`prepare_data`, which Lightning runs on one process
     per machine before the others open them.
+
+    Its state in a Lightning checkpoint (:meth:`state_dict`) is where the training
+    batches stood: the epoch and the batches done in it. A run resumed from a checkpoint
+    written within an epoch continues that epoch with its next batch, not its first:
+    Lightning restores its own counters, but a plain DataLoader would start over.
     """
 
     def __init__(
@@ -266,6 +294,8 @@ class SegmentationDataModule(L.LightningDataModule):
         }
         self.train_items: TrainingDataset | None = None
         self.val_items: TrainingDataset | None = None
+        #: ``(epoch, batches done)`` of the checkpoint resumed from, if any.
+        self.resume_position: tuple[int, int] | None = None
 
     def _sets(self) -> list[ImageDataset]:
         return [s for s in (self.train_set, self.val_set) if s is not None]
@@ -284,16 +314,40 @@ class SegmentationDataModule(L.LightningDataModule):
             cache = SuperpixelCache(self.val_set, **self.cache_options)
             self.val_items = TrainingDataset(self.val_set, cache, crop_size=None, flip=False)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the training batches stand: ``epoch`` (from 0) and ``batches`` done in it."""
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": int(self.trainer.current_epoch), "batches": int(progress.processed)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "epoch" in state_dict and "batches" in state_dict:
+            self.resume_position = (int(state_dict["epoch"]), int(state_dict["batches"]))
+
     def _rank_and_world(self) -> tuple[int, int]:
         if self.trainer is None:
             return 0, 1
         return self.trainer.global_rank, self.trainer.world_size
+
+    def _next_epoch(self) -> int:
+        """The epoch the training loader is first iterated in. Lightning sets the
+        sampler's epoch only after creating the first iterator, which with workers
+        already draws indices; on resume that epoch is not 0."""
+        if self.trainer is None:
+            return 0
+        return int(self.trainer.fit_loop.epoch_progress.current.processed)
 
     def _loader(self, items: TrainingDataset, train: bool) -> DataLoader:
         rank, world = self._rank_and_world()
         sampler = EpochSampler(
             len(items), shuffle=train, seed=self.seed, rank=rank, world_size=world, pad=train
         )
+        if train:
+            sampler.set_epoch(self._next_epoch())
+            if self.resume_position is not None:
+                epoch, batches = self.resume_position
+                sampler.resume_at(epoch, batches * self.batch_size)
         return DataLoader(
             EpochItems(items),
             batch_size=self.batch_size,

@@ -4,8 +4,13 @@
 every process takes part in the reductions. :func:`checkpoint_info` builds the record
 every checkpoint carries (:class:`~unsupseg.models.checkpoint.CheckpointInfo`), and the
 plain checkpoints (``model-last.pt``, ``model-best.pt``) are written here; the Lightning
-checkpoints (``last.ckpt``, ``best.ckpt``) by Lightning's ``ModelCheckpoint`` through
-:class:`AtomicCheckpointIO`.
+checkpoints through :class:`AtomicCheckpointIO`: ``last.ckpt`` by :class:`LastCheckpoint`,
+``best.ckpt`` by Lightning's ``ModelCheckpoint``.
+
+Why not ``ModelCheckpoint(save_last=True)`` for ``last.ckpt``: with ``save_top_k=0`` it
+saves "last" only after it has saved another checkpoint at the same step, which it never
+does, so ``last.ckpt`` appeared only when training ended and a killed run could not be
+resumed.
 
 Why not Lightning's ``CSVLogger`` for ``metrics.csv``: it writes one column per logged
 name, sorted alphabetically, with its own ``step`` column, so the fixed columns
@@ -22,6 +27,7 @@ import dataclasses
 import importlib.metadata
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from unsupseg.data import ImageDataset
@@ -51,6 +57,7 @@ log = logging.getLogger("unsupseg")
 
 __all__ = [
     "AtomicCheckpointIO",
+    "LastCheckpoint",
     "TrainingRecorder",
     "checkpoint_info",
     "plain_checkpoint",
@@ -140,9 +147,12 @@ def plain_checkpoint(
 
 
 def save_atomically(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, renamed into place."""
+    """``torch.save`` to a temporary file, flushed to disk, then renamed into place: a
+    process killed at any point leaves the previous file whole."""
     with atomic_file(path, "wb") as handle:
         torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def predict_samples(module: Any, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -195,6 +205,41 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         save_atomically(checkpoint, Path(path))
 
 
+class LastCheckpoint(Checkpoint):
+    """Writes the Lightning checkpoint ``last.ckpt`` to resume from.
+
+    At the end of every training epoch and, with ``every_n_steps``, every N optimiser
+    steps within an epoch (not on its last batch: the epoch's end follows). It is a
+    :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning calls it after the
+    other callbacks: the checkpoint holds their state of the same step (the recorder's
+    rows and sums, the best checkpoint's score).
+
+    Parameters
+    ----------
+    path : Path
+        ``checkpoints/last.ckpt`` of the run folder.
+    every_n_steps : int
+        0: at epoch ends only.
+    """
+
+    def __init__(self, path: Path, every_n_steps: int = 0) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.every_n_steps = int(every_n_steps)
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.every_n_steps < 1 or trainer.global_step % self.every_n_steps:
+            return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # on_train_epoch_end writes it, with the epoch's rows
+        trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        trainer.save_checkpoint(self.path)
+
+
 class _Sums:
     """Image-weighted sums of the loss terms, reduced over processes on demand."""
 
@@ -205,7 +250,23 @@ class _Sums:
         n = terms["n_images"].detach().float()
         values = [terms[key].detach().float() * n for key in _TERMS]
         vector = torch.stack([*values, n])
-        self.total = vector if self.total is None else self.total + vector
+        if self.total is None:
+            self.total = vector
+        else:
+            self.total = self.total.to(vector.device) + vector
+
+    def state(self, trainer: Any) -> torch.Tensor | None:
+        """The sums so far over all processes (every process must call it), on the CPU;
+        None on the other processes, so that restoring them everywhere counts once."""
+        total = self.total
+        if trainer is not None and trainer.world_size > 1:
+            if total is None:
+                total = torch.zeros(len(_TERMS) + 1)
+            device = trainer.strategy.root_device
+            total = trainer.strategy.reduce(total.to(device), reduce_op="sum")
+            if not trainer.is_global_zero:
+                return None
+        return None if total is None else total.detach().cpu().clone()
 
     def mean(self, trainer: Any, device: torch.device) -> dict[str, float] | None:
         """Means over all processes' images (every process must call it)."""
@@ -222,7 +283,9 @@ class TrainingRecorder(Callback):
     """Writes metrics.csv, TensorBoard scalars, figures and the plain checkpoints.
 
     Only the first process writes files; every process takes part in the reductions.
-    Its state (best score, elapsed seconds) is saved in the Lightning checkpoint.
+    Its state is saved in the Lightning checkpoint: the best score, the elapsed
+    seconds and, for a checkpoint written within an epoch, what that epoch has summed
+    and logged so far, so a run resumed from it writes the rows of an uninterrupted one.
 
     Parameters
     ----------
@@ -268,15 +331,34 @@ class TrainingRecorder(Callback):
         self.val_means: dict[str, float] | None = None
         self._samples: list[dict[str, Any]] | None = None
         self.epoch_lr = self.batch_lr = math.nan
+        #: Rows in metrics.csv: those after it belong to the running epoch.
+        self.written = 0
+        self.pending_rows: list[dict[str, Any]] = []
+        self._trainer: Any = None
 
     # -- state for resume ----------------------------------------------------------------
 
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self._trainer = trainer
+
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "elapsed": self.seconds()}
+        return {
+            "best": self.best,
+            "elapsed": self.seconds(),
+            # the running epoch, for a checkpoint written within it
+            "epoch_lr": self.epoch_lr,
+            "train_sums": self.train_sums.state(self._trainer),
+            "window": self.window.state(self._trainer),
+            "pending_rows": [dict(row) for row in self.rows[self.written :]],
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best")
         self.elapsed_before = float(state_dict.get("elapsed", 0.0))
+        self.epoch_lr = float(state_dict.get("epoch_lr", math.nan))
+        self.train_sums.total = state_dict.get("train_sums")
+        self.window.total = state_dict.get("window")
+        self.pending_rows = list(state_dict.get("pending_rows", []))
 
     def seconds(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -341,11 +423,15 @@ class TrainingRecorder(Callback):
         if not trainer.is_global_zero:
             return
         done = int(trainer.current_epoch)
-        # the rows of the epochs the checkpoint holds; those of an epoch cut short go
+        # the rows of the epochs the checkpoint holds (those of an epoch cut short go),
+        # then those its running epoch had logged when it was written
         metrics = self.out / METRICS_NAME
         rows = read_metrics(metrics) if metrics.is_file() else []
         self.rows = [r for r in rows if r["epoch"] <= done]
-        if done == 0:
+        self.written = len(self.rows)
+        self.rows += [r for r in self.pending_rows if r["epoch"] == done + 1]
+        self.pending_rows = []
+        if trainer.global_step == 0:
             self._snapshot(pl_module, 0, panels=False)
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
@@ -420,6 +506,7 @@ class TrainingRecorder(Callback):
         if improved:
             save_atomically(plain, checkpoints / "model-best.pt")
         write_metrics(self.out / METRICS_NAME, self.rows)
+        self.written = len(self.rows)
         aux_label = AUX_LABELS.get(self.info.architecture, "auxiliary loss")
         save_loss_curves(self.figures / "loss_curves.png", self.rows, aux_label)
         save_unique_labels_curve(self.figures / "unique_labels.png", self.rows)

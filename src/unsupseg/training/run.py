@@ -2,9 +2,11 @@
 
 The method is :class:`~unsupseg.training.module.SegmentationModule`; the batches come
 from :class:`~unsupseg.training.data.SegmentationDataModule`; the run folder is written
-by :class:`~unsupseg.training.recorder.TrainingRecorder` and Lightning's
-``ModelCheckpoint`` and ``TensorBoardLogger``. This module resolves the settings, picks
-the hardware (one device, or DDP under torchrun) and runs the Trainer.
+by :class:`~unsupseg.training.recorder.TrainingRecorder`,
+:class:`~unsupseg.training.recorder.LastCheckpoint` and Lightning's ``ModelCheckpoint`` and
+``TensorBoardLogger``. This module checks the run folder (and the checkpoint to resume
+from) before any work, resolves the settings, picks the hardware (one device, or DDP
+under torchrun) and runs the Trainer.
 """
 
 from __future__ import annotations
@@ -24,19 +26,32 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
+from unsupseg.checks import check_output_folder
 from unsupseg.data import default_cache_dir
-from unsupseg.errors import ConfigError
-from unsupseg.io import write_json
+from unsupseg.errors import CheckpointError, ConfigError, UnsupsegError
+from unsupseg.io import sweep_stale_temporaries, write_json
 from unsupseg.models import build_model, count_parameters, get_preset
 from unsupseg.run_folder import CONFIG_NAME, METRICS_NAME
 from unsupseg.training.config import TrainConfig, resolve_config
 from unsupseg.training.data import SegmentationDataModule, check_labels, open_training_sets
 from unsupseg.training.module import SegmentationModule
-from unsupseg.training.recorder import AtomicCheckpointIO, TrainingRecorder, checkpoint_info
+from unsupseg.training.recorder import (
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    TrainingRecorder,
+    checkpoint_info,
+)
 
 log = logging.getLogger("unsupseg")
 
-__all__ = ["N_SAMPLES", "TrainResult", "distributed_layout", "train", "trainer_hardware"]
+__all__ = [
+    "N_SAMPLES",
+    "TrainResult",
+    "check_resumable",
+    "distributed_layout",
+    "train",
+    "trainer_hardware",
+]
 
 #: Images shown in the panels and the merging strip.
 N_SAMPLES = 4
@@ -48,7 +63,12 @@ _QUIET_WARNINGS = (
     ".*exists and is not empty.*",
     ".*sync_dist=True.*",  # the values logged are already reduced over processes
     ".*treespec, LeafSpec.*",
+    ".*Total length of .* across ranks is zero.*",  # no validation
+    # the sampler continues an epoch cut short (SegmentationDataModule.state_dict)
+    ".*ended before the epoch ended and your dataloader is not resumable.*",
 )
+#: Keys every Lightning checkpoint of a run has; one without them cannot be resumed.
+_RESUME_KEYS = ("state_dict", "optimizer_states", "loops", "epoch", "global_step")
 
 
 @dataclass
@@ -113,6 +133,50 @@ def trainer_hardware(device: str) -> dict[str, Any]:
     return options
 
 
+def check_resumable(path: Path) -> None:
+    """Refuse a ``last.ckpt`` that cannot be resumed from: truncated, corrupt, or not a
+    Lightning checkpoint of a run.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file and what to do (delete it to start the run over).
+    """
+    advice = "delete it to start the run over (with --resume), or put back an intact copy"
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and torch errors alike mean "unreadable"
+        lines = str(exc).strip().splitlines()
+        first = lines[0] if lines else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: cannot resume, the checkpoint is truncated or corrupt ({first}); {advice}"
+        ) from None
+    missing = [key for key in _RESUME_KEYS if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise CheckpointError(
+            f"{path}: cannot resume, not a Lightning checkpoint of a run (no "
+            f"{', '.join(missing)}); {advice}"
+        )
+
+
+def _one_line(exc: UnsupsegError) -> UnsupsegError:
+    """The error itself for one raised in a DataLoader worker, which arrives with the
+    worker's traceback in its message; other errors as they are."""
+    message = str(exc)
+    if "Original Traceback" not in message:
+        return exc
+    last = message.strip().splitlines()[-1]
+    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    return type(exc)(last.removeprefix(prefix).strip())
+
+
+def _remove_temporaries(out: Path) -> None:
+    """The temporaries of the checkpoints, figures and metrics.csv that a killed run
+    was writing (it never renamed them into place), in ``out`` and its folders."""
+    for folder in [out, *(path for path in out.rglob("*") if path.is_dir())]:
+        sweep_stale_temporaries(folder)
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Train one network on a whole data set, or resume a run.
 
@@ -127,8 +191,10 @@ def train(config: TrainConfig) -> TrainResult:
       ``log_every`` optimiser steps. Columns: epoch, step, split, loss, loss_seg,
       loss_aux (empty for ``base``), unique_labels (mean distinct argmax labels per
       image: the "merging" measure), lr, seconds (training time, across resumes).
-    - ``checkpoints/last.ckpt`` (every epoch) and ``best.ckpt`` (lowest validation loss;
-      lowest training loss without validation): Lightning checkpoints for resuming;
+    - ``checkpoints/last.ckpt`` (at the end of every epoch, and every
+      ``checkpoint_every`` optimiser steps) and ``best.ckpt`` (lowest validation loss;
+      lowest training loss without validation): Lightning checkpoints for resuming,
+      written atomically (a killed run leaves the previous one whole);
       ``model-last.pt`` and ``model-best.pt``: the model alone with its record. All four
       load with ``torch.load(..., weights_only=True)`` and
       :func:`unsupseg.load_checkpoint`.
@@ -138,9 +204,10 @@ def train(config: TrainConfig) -> TrainResult:
       across epochs) and ``snapshots/epoch{E:03d}.npz`` (the argmax maps).
 
     Batches, crops, flips and dropout depend on the seed, the epoch and the step alone,
-    so a resumed run ends with the weights of an uninterrupted one, bit for bit (on the
-    CPU, with ``deterministic``). Under ``torchrun`` every process calls this function
-    and the run is data-parallel (DDP).
+    so a run resumed from ``last.ckpt``, even one killed within an epoch, ends with the
+    weights and optimiser state of an uninterrupted one, bit for bit (on the CPU, with
+    ``deterministic``), and with its rows in ``metrics.csv``. Under ``torchrun`` every
+    process calls this function and the run is data-parallel (DDP).
 
     Parameters
     ----------
@@ -160,10 +227,15 @@ def train(config: TrainConfig) -> TrainResult:
     ConfigError
         For invalid settings (see :func:`~unsupseg.training.config.resolve_config`), a
         folder that already holds a run while ``resume`` is False, a classifier preset
-        on a data set without fitting image labels, or a crop size with a classifier
-        head of fixed input size.
+        on a data set without fitting image labels, a crop size with a classifier
+        head of fixed input size, or an ``out`` that is a file or cannot be written
+        (all before any work).
+    CheckpointError
+        When resuming from a ``last.ckpt`` that is truncated or corrupt.
     DatasetError
         When the data set is missing or not in its expected layout.
+    ImageReadError
+        When an image of the data set cannot be read (the message names the file).
     RunFolderError
         When the run to resume has a corrupt ``config.json`` or ``metrics.csv``.
 
@@ -183,6 +255,7 @@ def train(config: TrainConfig) -> TrainResult:
     config = resolve_config(config)
     preset = get_preset(config.preset)
     out = Path(config.out)
+    check_output_folder(out, "--out")
     checkpoints = out / "checkpoints"
     last = checkpoints / "last.ckpt"
     if last.exists() and not config.resume:
@@ -191,7 +264,9 @@ def train(config: TrainConfig) -> TrainResult:
             "another --out"
         )
     resume_from = last if config.resume and last.exists() else None
-    if config.resume and resume_from is None:
+    if resume_from is not None:
+        check_resumable(resume_from)
+    elif config.resume:
         log.info("--resume: no %s yet, starting a new run", last)
     if preset.head in ("cifar10", "stl10") and config.crop_size not in (None, preset.image_size):
         raise ConfigError(
@@ -244,9 +319,6 @@ def train(config: TrainConfig) -> TrainResult:
     callbacks = [
         recorder,
         ModelCheckpoint(
-            dirpath=checkpoints, save_top_k=0, save_last=True, save_on_train_epoch_end=True
-        ),
-        ModelCheckpoint(
             dirpath=checkpoints,
             filename="best",
             monitor=recorder.monitor,
@@ -256,6 +328,8 @@ def train(config: TrainConfig) -> TrainResult:
             enable_version_counter=False,
             auto_insert_metric_name=False,
         ),
+        # after best.ckpt's callback, so that last.ckpt holds its state of this epoch
+        LastCheckpoint(last, every_n_steps=config.checkpoint_every or 0),
     ]
     logger: Any = False
     if importlib.util.find_spec("tensorboard") is not None:
@@ -285,6 +359,8 @@ def train(config: TrainConfig) -> TrainResult:
     )
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
+        if config.resume:
+            _remove_temporaries(out)
         record = {
             "settings": config.settings(),
             "preset": dataclasses.asdict(preset),
@@ -312,6 +388,8 @@ def train(config: TrainConfig) -> TrainResult:
             for message in _QUIET_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
             trainer.fit(module, datamodule=data, ckpt_path=resume_from)
+    except UnsupsegError as exc:
+        raise _one_line(exc) from None
     finally:
         torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
     return TrainResult(
