@@ -259,3 +259,22 @@ def test_the_reliability_table_names_tests_that_exist():
     for file, test in named:
         source = (REPO / "tests" / file).read_text()
         assert not test or re.search(rf"^def {test}\(", source, re.M), f"{file}::{test}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["segment", "--lr", "nan"],
+        ["predict", "--finetune-lr", "inf"],
+        ["evaluate", "--seed", "-3"],
+        ["train", "--epochs", "0"],
+        ["bench", "segment", "--size", "abc"],
+        ["segment", "--no-such-option"],
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith("unsupseg") and "error:" in line and "--help" in line

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from unsupseg.cli.common import setup_logging
+from unsupseg.cli.common import one_line_errors, setup_logging
 from unsupseg.errors import UnsupsegError
 from unsupseg.version import __version__
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"unsupseg.cli.{name}").add_parser(commands)
+    one_line_errors(parser)
     return parser
 
 

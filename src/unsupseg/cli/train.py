@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
-from typing import NoReturn
 
 import unsupseg.training
 from unsupseg.cli.common import number, seed
@@ -21,16 +20,6 @@ from unsupseg.refine import REFINEMENTS
 from unsupseg.training.config import DATASET_CHOICES, OPTIMIZERS, PRECISIONS, TrainConfig
 
 log = logging.getLogger("unsupseg")
-
-
-def _one_line_error(parser: argparse.ArgumentParser):
-    """An ``error`` method for ``parser`` that prints one line (no usage block) and exits
-    with status 2, as the library's errors do."""
-
-    def error(message: str) -> NoReturn:
-        parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
-
-    return error
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -184,7 +173,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "epoch only)",
     )
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.error = _one_line_error(parser)  # type: ignore[method-assign]
     parser.set_defaults(run=run)
 
 
