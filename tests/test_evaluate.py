@@ -709,18 +709,25 @@ def test_checkpoint_that_does_not_load(tmp_path, capsys):
     assert "none.pt" in capsys.readouterr().err
 
 
-def test_per_image_rows_are_segment_scored(tmp_path, one_thread):
-    from unsupseg.per_image import segment
+@pytest.mark.parametrize(
+    ("name", "method"), [("per-image", "kanezaki2018"), ("dynaseg-scf", "dynaseg-scf")]
+)
+def test_per_image_rows_are_segment_scored(tmp_path, one_thread, name, method):
+    from unsupseg.evaluation.predictors import PER_IMAGE_METHODS
+    from unsupseg.per_image import METHODS, segment
 
+    assert sorted(PER_IMAGE_METHODS.values()) == sorted(METHODS)
     truths = hand_bsds(tmp_path / "bsds")
     dataset = open_dataset("bsds500", tmp_path / "bsds", "val", image_size="native")
     expected = {}
     for index in range(len(dataset)):
-        prediction = segment(dataset.image(index), max_side=16, max_iter=3, seed=0, device="cpu")
+        prediction = segment(
+            dataset.image(index), method, max_side=16, max_iter=3, seed=0, device="cpu"
+        )
         assert prediction.shape == (H, W)
         expected[dataset.image_id(index)] = _bsds_row(prediction, truths[dataset.image_id(index)])
     result = _evaluate(
-        "bsds500", tmp_path / "bsds", tmp_path / "out", method="per-image", max_iter=3,
+        "bsds500", tmp_path / "bsds", tmp_path / "out", method=name, max_iter=3,
         max_side=16, device="cpu",
     )  # fmt: skip
     assert not result.failures

@@ -30,7 +30,10 @@ __all__ = [
     "LABEL_SLIC_SEGMENTS",
     "UNLABELLED",
     "Refinement",
+    "DYNASEG_VARIANTS",
     "continuity_loss",
+    "dynaseg_loss",
+    "dynaseg_weight",
     "self_training_loss",
     "tip2020_loss",
 ]
@@ -68,9 +71,7 @@ class Refinement:
 
     def __post_init__(self) -> None:
         if self.method not in REFINEMENTS:
-            raise ValueError(
-                f"refine must be one of {', '.join(REFINEMENTS)}; got {self.method!r}"
-            )
+            raise ValueError(f"refine must be one of {', '.join(REFINEMENTS)}; got {self.method!r}")
 
     @torch.no_grad()
     def __call__(self, argmax: torch.Tensor, superpixels: torch.Tensor) -> torch.Tensor:
@@ -158,3 +159,41 @@ def tip2020_loss(
         response, scribble_target, ignore_index=IGNORE_INDEX
     )
     return loss, argmax, argmax
+
+
+#: DynaSeg's two variants (Guermazi et al. 2024): FSF, "feature similarity focus",
+#: and SCF, "spatial continuity focus".
+DYNASEG_VARIANTS = ("fsf", "scf")
+
+
+def dynaseg_weight(variant: str, n_labels: int) -> float:
+    """DynaSeg's continuity weight for the argmax's current number of labels.
+
+    FSF: ``n_labels / 15``, so continuity weighs less as labels merge; SCF:
+    ``50 / n_labels``, so it weighs more. These are the two loss lines of the public
+    code (``tools/DynaSeg_SCF_BSD_VOC.py``, commented ``# FSF loss`` and ``# SCF
+    loss``).
+    """
+    if variant == "fsf":
+        return n_labels / 15
+    if variant == "scf":
+        return 50 / n_labels
+    raise ValueError(
+        f"DynaSeg variant must be one of {', '.join(DYNASEG_VARIANTS)}; got {variant!r}"
+    )
+
+
+def dynaseg_loss(
+    response: torch.Tensor, *, variant: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The DynaSeg loss: cross-entropy against the argmax plus the continuity loss of
+    :func:`continuity_loss`, weighted by :func:`dynaseg_weight` of the number of labels
+    in the argmax (counted over the whole batch: per-image optimisation has one image).
+
+    Returns
+    -------
+    loss, argmax, target : as :func:`self_training_loss` (the target is the argmax).
+    """
+    argmax = response.detach().argmax(dim=1)
+    weight = dynaseg_weight(variant, int(torch.unique(argmax).numel()))
+    return F.cross_entropy(response, argmax) + weight * continuity_loss(response), argmax, argmax

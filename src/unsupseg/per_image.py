@@ -23,10 +23,17 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from skimage.transform import resize
 from tqdm.auto import tqdm
 
-from unsupseg.algorithm import UNLABELLED, Refinement, self_training_loss, tip2020_loss
+from unsupseg.algorithm import (
+    UNLABELLED,
+    Refinement,
+    dynaseg_loss,
+    self_training_loss,
+    tip2020_loss,
+)
 from unsupseg.checks import check_memory, check_number, check_seed
 from unsupseg.device import resolve_device
 from unsupseg.errors import ConfigError
@@ -34,7 +41,9 @@ from unsupseg.io import MAX_PIXELS, as_rgb_float, resize_nearest
 from unsupseg.models.kanezaki import KanezakiNet
 from unsupseg.superpixels import slic_superpixels
 
-METHODS = ("kanezaki2018", "tip2020")
+METHODS = ("kanezaki2018", "tip2020", "dynaseg-fsf", "dynaseg-scf")
+#: How a downscaled run's labels come back to the input's size (:func:`segment`).
+UPSAMPLING = ("response", "nearest")
 
 #: What the losses of :mod:`unsupseg.algorithm` return: loss, argmax, target.
 StepLosses = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -87,6 +96,7 @@ def segment(
     scribble_weight: float = 0.5,
     max_side: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    upsample: str = "response",
     seed: int = 0,
     device: str | torch.device | None = None,
     return_details: bool = False,
@@ -99,10 +109,13 @@ def segment(
     image : ndarray
         (H, W) grayscale, (H, W, 3) RGB or (H, W, 4) RGBA, any numeric dtype. It is
         min-max normalised to [0, 1].
-    method : {'kanezaki2018', 'tip2020'}
+    method : {'kanezaki2018', 'tip2020', 'dynaseg-fsf', 'dynaseg-scf'}
         ``kanezaki2018``: targets are the argmax refined by SLIC superpixel majority
         vote. ``tip2020``: targets are the argmax itself plus a continuity loss of
-        weight ``mu`` (and scribbles when given); no SLIC.
+        weight ``mu`` (and scribbles when given); no SLIC. ``dynaseg-fsf`` and
+        ``dynaseg-scf`` (DynaSeg, 2024): as ``tip2020`` without scribbles, the
+        continuity weight following the argmax's label count instead of ``mu``
+        (:func:`unsupseg.algorithm.dynaseg_weight`).
     q : int
         Output channels of the network (``nChannel``), the most labels possible.
     n_conv : int
@@ -122,8 +135,14 @@ def segment(
     scribble_weight : float
         Weight of the cross-entropy on scribbled pixels.
     max_side : int, optional
-        Downscale so that the longer side is at most this many pixels; results are
-        brought back to the input's size (nearest neighbour).
+        Downscale so that the longer side is at most this many pixels for the
+        optimisation; the labels are computed at the input's size (see ``upsample``).
+    upsample : {'response', 'nearest'}
+        How a downscaled run comes back to the input's size. ``response`` (coarse to
+        fine): the last response map is upsampled bilinearly and its argmax taken at full
+        size; for ``kanezaki2018`` the superpixel vote then runs on SLIC computed at
+        full size, so that edges follow the full-size image. ``nearest``: the working
+        labels are enlarged by nearest neighbour (blocky edges).
     max_pixels : int
         Refuse larger working images (they would need tens of GiB); use ``max_side``.
     seed : int
@@ -157,6 +176,9 @@ def segment(
        2018, pp. 1543-1547.
     .. [2] W. Kim, A. Kanezaki, M. Tanaka, "Unsupervised Learning of Image Segmentation
        Based on Differentiable Feature Clustering", IEEE TIP 29:8055-8068, 2020.
+    .. [3] B. Guermazi, R. Ksantini, N. Khan, "DynaSeg: A Deep Dynamic Fusion Method
+       for Unsupervised Image Segmentation Incorporating Feature Similarity and Spatial
+       Continuity", 2024 (code: RyersonMultimediaLab/DynaSeg).
 
     Examples
     --------
@@ -168,14 +190,14 @@ def segment(
     check_options(
         method=method, q=q, n_conv=n_conv, lr=lr, momentum=momentum, max_iter=max_iter,
         min_labels=min_labels, n_segments=n_segments, compactness=compactness, mu=mu,
-        scribble_weight=scribble_weight, max_side=max_side, seed=seed,
+        scribble_weight=scribble_weight, max_side=max_side, seed=seed, upsample=upsample,
     )  # fmt: skip
     if scribble is not None and method != "tip2020":
         raise ConfigError("scribbles are used by method='tip2020' only")
 
     dev = resolve_device(device)
     started = time.perf_counter()
-    rgb = as_rgb_float(image)
+    rgb = full_rgb = as_rgb_float(image)
     original_shape = rgb.shape[:2]
     if max_side is not None and max(original_shape) > max_side:
         scale = max_side / max(original_shape)
@@ -232,12 +254,18 @@ def segment(
         def loss_fn(response: torch.Tensor) -> StepLosses:
             return self_training_loss(response, superpixels_t, refinement)
 
-    else:
+    elif method == "tip2020":
 
         def loss_fn(response: torch.Tensor) -> StepLosses:
             return tip2020_loss(
                 response, mu=mu, scribble=scribble_t, scribble_weight=scribble_weight
             )
+
+    else:
+        variant = method.removeprefix("dynaseg-")
+
+        def loss_fn(response: torch.Tensor) -> StepLosses:
+            return dynaseg_loss(response, variant=variant)
 
     trace = optimise_on_image(
         net,
@@ -250,8 +278,22 @@ def segment(
         progress=progress,
     )
     target, argmax, response = trace.target, trace.argmax, trace.response
+    superpixels_out = None if superpixels_t is None else superpixels_t[0].cpu().numpy()
+    if (height, width) != original_shape and upsample == "response":
+        slic_started = time.perf_counter()
+        argmax = upsampled_argmax(response, original_shape)
+        target = argmax
+        if method == "kanezaki2018":
+            superpixels_out = slic_superpixels(
+                full_rgb, n_segments=n_segments, compactness=compactness
+            )
+            target = refinement(argmax, torch.from_numpy(superpixels_out).unsqueeze(0).to(dev))
+        slic_seconds += time.perf_counter() - slic_started
     labels, argmax_ids = number_consecutively(target[0].cpu().numpy(), argmax[0].cpu().numpy())
     labels = resize_nearest(labels, original_shape)
+    argmax_ids = resize_nearest(argmax_ids, original_shape)
+    if superpixels_out is not None:
+        superpixels_out = resize_nearest(superpixels_out, original_shape)
     if not return_details:
         return labels
     params = dict(
@@ -268,17 +310,14 @@ def segment(
         scribble=scribble is not None,
         scribble_weight=scribble_weight if scribble is not None else None,
         max_side=max_side,
+        upsample=upsample if (height, width) != original_shape else None,
         seed=seed,
         device=str(dev),
     )
     return SegmentationResult(
         labels=labels,
-        argmax=resize_nearest(argmax_ids, original_shape),
-        superpixels=(
-            None
-            if superpixels_t is None
-            else resize_nearest(superpixels_t[0].cpu().numpy(), original_shape)
-        ),
+        argmax=argmax_ids,
+        superpixels=superpixels_out,
         response=response[0].float().cpu().numpy(),
         n_iterations=len(trace.n_labels_history),
         seconds=time.perf_counter() - started,
@@ -419,6 +458,7 @@ def check_options(
     scribble_weight: float,
     max_side: int | None,
     seed: int,
+    upsample: str = "response",
 ) -> None:
     """Refuse settings of :func:`segment` that it cannot use, before any image is read:
     each must be a finite number in its range (the parameters of :func:`segment`).
@@ -443,6 +483,36 @@ def check_options(
     if min_labels is not None:
         check_number("min_labels", min_labels, minimum=1, integer=True)
     check_seed(seed)
+    if upsample not in UPSAMPLING:
+        raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLING)}; got {upsample!r}")
+
+
+def upsampled_argmax(
+    response: torch.Tensor, size: tuple[int, int], band_bytes: int = 64 << 20
+) -> torch.Tensor:
+    """The argmax over channels of ``response`` (1, q, h, w) upsampled bilinearly to
+    ``size`` (as ``F.interpolate(..., mode="bilinear", align_corners=False)``), computed
+    in bands of rows so that no full-size (q, H, W) map is ever held: at most
+    ``band_bytes`` of it at a time. Returns (1, H, W) int64."""
+    response = response.float()
+    q = response.shape[1]
+    height, width = size
+    rows = max(1, band_bytes // (4 * q * width))
+    xs = (2 * torch.arange(width, dtype=torch.float32) + 1) / width - 1
+    out = torch.empty((1, height, width), dtype=torch.int64, device=response.device)
+    for start in range(0, height, rows):
+        stop = min(start + rows, height)
+        ys = (2 * torch.arange(start, stop, dtype=torch.float32) + 1) / height - 1
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)
+        band = F.grid_sample(
+            response,
+            grid.unsqueeze(0).to(response.device),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
+        out[:, start:stop] = band.argmax(dim=1)
+    return out
 
 
 def estimate_memory(q: int, n_conv: int, height: int, width: int) -> int:

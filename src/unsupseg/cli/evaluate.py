@@ -70,7 +70,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--method",
         choices=[*METHODS, *HIERARCHICAL_METHODS],
-        help="a baseline or per-image optimisation; or a hierarchy scored by the Berkeley "
+        help="a baseline; a per-image optimisation (per-image: Kanezaki 2018; tip2020; "
+        "dynaseg-fsf, dynaseg-scf); or a hierarchy scored by the Berkeley "
         "protocol on bsds500 (ODS/OIS of covering, PRI, VI and mIoU; boundary P/R/F with "
         "one-to-one matching and AP): hierarchy (unsupseg's UCM, cut at its fixed grid of "
         "thresholds) or felzenszwalb-stack (scales 100-2000, sigma 0.8, min size 50); "

@@ -28,7 +28,7 @@ from unsupseg.cli.common import (
 from unsupseg.device import resolve_device
 from unsupseg.io import as_rgb_float, read_scribble, sweep_stale_temporaries
 from unsupseg.outputs import write_image_outputs
-from unsupseg.per_image import METHODS, check_options, estimate_memory, segment
+from unsupseg.per_image import METHODS, UPSAMPLING, check_options, estimate_memory, segment
 from unsupseg.samples import SAMPLE_NAMES
 from unsupseg.ucm import DATASET_THRESHOLD, THRESHOLDS, hierarchy
 from unsupseg.ucm.levels import AUTO_CRITERION, LEVELS, select_level
@@ -61,7 +61,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--method",
         choices=[*METHODS, "hierarchy"],
         default="kanezaki2018",
-        help="kanezaki2018: SLIC superpixel vote; tip2020: continuity loss; hierarchy: "
+        help="kanezaki2018: SLIC superpixel vote; tip2020: continuity loss; dynaseg-fsf, "
+        "dynaseg-scf: DynaSeg's continuity weight that follows the label count; hierarchy: "
         "nested regions of an ultrametric contour map (no network; also writes "
         "hierarchy.npy and ucm.png)",
     )
@@ -134,10 +135,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--max-side",
         type=number(int, 2),
         default=None,
-        help="downscale images whose longer side exceeds this many pixels (results are "
-        "upsampled back to the original size, except for files over 2048x2048 pixels: "
+        help="downscale images whose longer side exceeds this many pixels for the "
+        "optimisation (labels are computed at the original size, see --upsample, except "
+        "for files over 2048x2048 pixels: "
         "those are read reduced, never decoded in full, and their outputs have the "
         "reduced size)",
+    )
+    parser.add_argument(
+        "--upsample",
+        choices=UPSAMPLING,
+        default="response",
+        help="how a run downscaled by --max-side comes back to full size: response "
+        "(bilinear upsampling of the response map, its argmax and, for kanezaki2018, "
+        "the superpixel vote on SLIC at full size: edges follow the image) or nearest "
+        "(the working labels enlarged: blocky edges)",
     )
     parser.add_argument("--seed", type=seed, default=0, help="random seed")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -278,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
             momentum=args.momentum, max_iter=args.max_iter, min_labels=args.min_labels,
             n_segments=args.n_segments, compactness=args.compactness, mu=args.mu,
             scribble_weight=args.scribble_weight, max_side=args.max_side, seed=args.seed,
+            upsample=args.upsample,
         )  # fmt: skip
         check_memory(
             estimate_memory(args.q, args.n_conv, 1, 1),
@@ -306,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
         scribble=scribble,
         scribble_weight=args.scribble_weight,
         max_side=args.max_side,
+        upsample=args.upsample,
         seed=args.seed,
         device=args.device,
     )

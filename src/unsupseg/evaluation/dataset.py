@@ -30,6 +30,7 @@ from unsupseg.data.subsets import split_holdout
 from unsupseg.errors import ConfigError
 from unsupseg.evaluation.predictors import (
     METHODS,
+    PER_IMAGE_METHODS,
     Predictor,
     baseline_prediction,
     checkpoint_path,
@@ -240,8 +241,9 @@ def evaluate_dataset(
     dataset : {'bsds500', 'voc2012', 'msrc', 'folder'}
         The data set (:func:`open_scored_dataset`).
     method : str, optional
-        A baseline (``blank``, ``slic``, ``felzenszwalb``, ``kmeans``) or
-        ``per-image`` optimisation.
+        A baseline (``blank``, ``slic``, ``felzenszwalb``, ``kmeans``) or a
+        per-image optimisation: ``per-image`` (Kanezaki 2018), ``tip2020``,
+        ``dynaseg-fsf`` or ``dynaseg-scf``, with their published settings.
     checkpoint : path or Checkpoint, optional
         A trained model; on class maps each label takes its network channel.
     predictions : path, optional
@@ -327,7 +329,7 @@ def evaluate_dataset(
         settings["checkpoint"] = str(checkpoint_path(checkpoint).resolve())
     if predictions is not None:
         settings["predictions"] = str(Path(predictions).resolve())
-    if method == "per-image":
+    if method in PER_IMAGE_METHODS:
         settings.update(max_side=max_side, max_iter=max_iter, seed=seed)
     if method == "kmeans":
         settings["seed"] = seed

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METHODS",
+    "PER_IMAGE_METHODS",
     "Predictor",
     "baseline_prediction",
     "checkpoint_path",
@@ -32,8 +33,17 @@ __all__ = [
     "read_prediction",
 ]
 
+#: The per-image optimisations by their name here, and the ``method`` of
+#: :func:`unsupseg.per_image.segment` each runs (``per-image`` is Kanezaki 2018). Named
+#: here, not imported, so that baselines do not load torch.
+PER_IMAGE_METHODS = {
+    "per-image": "kanezaki2018",
+    "tip2020": "tip2020",
+    "dynaseg-fsf": "dynaseg-fsf",
+    "dynaseg-scf": "dynaseg-scf",
+}
 #: Methods computed here: the baselines and per-image optimisation.
-METHODS = (*BASELINES, "per-image")
+METHODS = (*BASELINES, *PER_IMAGE_METHODS)
 #: A function (dataset, index) -> label map (H, W) of that image.
 Predictor = Callable[[ImageDataset, int], np.ndarray]
 
@@ -160,7 +170,7 @@ def make_predictor(
         return _checkpoint_predictor(checkpoint, refine, class_maps, device)
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if method == "per-image":
+    if method in PER_IMAGE_METHODS:
         # Imported when used, like the checkpoint's modules: they load the network code
         # (over a second), which baselines and saved predictions do not need.
         from unsupseg.per_image import segment
@@ -168,6 +178,7 @@ def make_predictor(
         def optimised(dataset: ImageDataset, index: int) -> np.ndarray:
             return segment(
                 dataset.image(index),
+                PER_IMAGE_METHODS[method],
                 max_side=max_side,
                 max_iter=max_iter,
                 seed=seed,
