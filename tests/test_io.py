@@ -672,3 +672,28 @@ def test_atomic_file_chmod_failure_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(PermissionError), atomic_directory(tmp_path / "out"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("array", "kwargs", "message"),
+    [
+        (np.zeros((20, 30, 5), np.uint8), dict(photometric="minisblack", planarconfig="contig"),
+         "a TIFF of 5 channels per pixel (axes YXS, shape (20, 30, 5))"),
+        (np.zeros((5, 20, 30), np.uint8), {}, "a TIFF of 5 pages"),
+        (np.zeros((8, 20, 30), np.uint16), dict(metadata={"axes": "ZYX"}),
+         "a TIFF of 8 pages (axes ZYX, shape (8, 20, 30))"),
+        (np.zeros((4, 20, 30, 3), np.uint8), dict(photometric="rgb"), "a TIFF of 4 pages"),
+    ],
+)  # fmt: skip
+def test_multi_page_and_multi_band_tiffs_are_refused_not_cut(tmp_path, array, kwargs, message):
+    """Before, a stack or a 5-page file gave its first page alone, silently."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "x.tif", array, **kwargs)
+    with pytest.raises(ImageReadError) as error:
+        read_image(tmp_path / "x.tif")
+    assert message in str(error.value) and "save" in str(error.value)
+    # single-page grayscale and RGB TIFFs written by tifffile still read
+    tifffile.imwrite(tmp_path / "gray.tif", np.zeros((20, 30), np.uint8))
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((20, 30, 3), np.uint8), photometric="rgb")
+    assert read_image(tmp_path / "gray.tif").shape == read_image(tmp_path / "rgb.tif").shape

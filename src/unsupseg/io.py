@@ -274,6 +274,7 @@ def read_image(
     _check_limit("max_pixels", max_pixels)
     path = Path(path)
     _check_path(path)
+    _check_one_tiff_image(path)
     try:
         with _open_image(path) as image:
             return _read_opened(image, path, max_side, max_pixels)
@@ -285,6 +286,36 @@ def read_image(
         raise ImageReadError(f"{path}: not enough memory to decode the image") from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ...
         raise ImageReadError(f"{path}: corrupt or truncated image ({_one_line(exc)})") from None
+
+
+def _check_one_tiff_image(path: Path) -> None:
+    """Refuse a TIFF that holds more than one 2-D grayscale, RGB or RGBA image (several
+    pages: a stack, a volume or bands; or more than 4 samples per pixel), rather than
+    read its first page alone. Files tifffile cannot parse are left to Pillow."""
+    with open(path, "rb") as handle:
+        if handle.read(4) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]  # a pyramid's lower levels and thumbnails are apart
+            pages, shape, axes = len(series.pages), tuple(series.shape), series.axes
+    except Exception:  # noqa: BLE001 -- a file tifffile cannot parse: Pillow's error
+        return
+    described = f"axes {axes}, shape {shape}"
+    if pages > 1:
+        raise ImageReadError(
+            f"{path}: a TIFF of {pages} pages ({described}), a stack, volume or set of "
+            "bands of which only the first page would be read; unsupseg segments one 2-D "
+            "image per file: save each page as its own file"
+        )
+    samples = shape[axes.index("S")] if "S" in axes else 1
+    if samples not in (1, 3, 4):
+        raise ImageReadError(
+            f"{path}: a TIFF of {samples} channels per pixel ({described}); unsupseg reads "
+            "grayscale, RGB and RGBA images: save the bands to use as an RGB or grayscale file"
+        )
 
 
 def _read_opened(
