@@ -55,6 +55,8 @@ def arrays(draw) -> np.ndarray:
 def _explained(error: ValueError) -> None:
     message = str(error)
     assert message and "\n" not in message.strip(), repr(message)
+    # default options never diverge: a NaN loss from the image itself is a bug
+    assert "diverged" not in message, message
 
 
 def _usable(image: np.ndarray) -> bool:

@@ -84,3 +84,13 @@ def test_segment_command(tmp_path, blocks_image):
     summary = json.loads((out / "blocks" / "summary.json").read_text())
     assert summary["parameters"]["method"] == "dynaseg-fsf"
     assert np.load(out / "blocks" / "labels.npy").shape == blocks_image.shape[:2]
+
+
+def test_continuity_of_a_one_pixel_wide_image_is_finite():
+    """Before, the empty horizontal differences gave NaN, and the run 'diverged'."""
+    column = torch.randn(1, 4, 5, 1)
+    expected = (column[:, :, 1:] - column[:, :, :-1]).abs().mean()
+    torch.testing.assert_close(continuity_loss(column), expected)
+    image = np.random.default_rng(0).random((2, 1, 3))
+    for method in ("tip2020", "dynaseg-fsf"):
+        assert segment(image, method, q=4, max_iter=2).shape == (2, 1)

@@ -115,10 +115,14 @@ def self_training_loss(
 
 def continuity_loss(response: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between vertical, plus between horizontal, neighbours
-    of the response map (Kim, Kanezaki and Tanaka, TIP 2020)."""
-    return (response[:, :, 1:, :] - response[:, :, :-1, :]).abs().mean() + (
-        response[:, :, :, 1:] - response[:, :, :, :-1]
-    ).abs().mean()
+    of the response map (Kim, Kanezaki and Tanaka, TIP 2020). A direction without
+    neighbours (an image one pixel high or wide) adds nothing."""
+    vertical = response[:, :, 1:, :] - response[:, :, :-1, :]
+    horizontal = response[:, :, :, 1:] - response[:, :, :, :-1]
+    return sum(
+        (part.abs().mean() for part in (vertical, horizontal) if part.numel()),
+        response.new_zeros(()),
+    )
 
 
 def tip2020_loss(

@@ -38,10 +38,13 @@ from unsupseg.checks import check_memory, check_number, check_seed
 from unsupseg.device import resolve_device
 from unsupseg.errors import ConfigError
 from unsupseg.io import MAX_PIXELS, as_rgb_float, resize_nearest
-from unsupseg.models.kanezaki import KanezakiNet
+from unsupseg.models.kanezaki import PADDINGS, KanezakiNet
 from unsupseg.superpixels import slic_superpixels
 
 METHODS = ("kanezaki2018", "tip2020", "dynaseg-fsf", "dynaseg-scf")
+
+#: Padding choices of :func:`segment`; ``auto`` is :func:`default_padding`.
+PADDING_CHOICES = ("auto", *PADDINGS)
 #: How a downscaled run's labels come back to the input's size (:func:`segment`).
 UPSAMPLING = ("response", "nearest")
 
@@ -97,6 +100,7 @@ def segment(
     max_side: int | None = None,
     max_pixels: int = MAX_PIXELS,
     upsample: str = "response",
+    padding: str = "auto",
     seed: int = 0,
     device: str | torch.device | None = None,
     return_details: bool = False,
@@ -143,6 +147,12 @@ def segment(
         size; for ``kanezaki2018`` the superpixel vote then runs on SLIC computed at
         full size, so that edges follow the full-size image. ``nearest``: the working
         labels are enlarged by nearest neighbour (blocky edges).
+    padding : {'auto', 'zeros', 'replicate'}
+        Padding of the network's 3x3 convolutions: ``zeros`` as the reference code
+        (border pixels tend to get a label of their own), ``replicate`` repeats the edge
+        pixels (:class:`~unsupseg.models.kanezaki.KanezakiNet`). ``auto`` is
+        :func:`default_padding`: replicate for the continuity methods, whose zero-padded
+        results have a frame, zeros for ``kanezaki2018``, whose SLIC vote removes it.
     max_pixels : int
         Refuse larger working images (they would need tens of GiB); use ``max_side``.
     seed : int
@@ -191,9 +201,12 @@ def segment(
         method=method, q=q, n_conv=n_conv, lr=lr, momentum=momentum, max_iter=max_iter,
         min_labels=min_labels, n_segments=n_segments, compactness=compactness, mu=mu,
         scribble_weight=scribble_weight, max_side=max_side, seed=seed, upsample=upsample,
+        padding=padding,
     )  # fmt: skip
     if scribble is not None and method != "tip2020":
         raise ConfigError("scribbles are used by method='tip2020' only")
+    if padding == "auto":
+        padding = default_padding(method)
 
     dev = resolve_device(device)
     started = time.perf_counter()
@@ -244,7 +257,7 @@ def segment(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = KanezakiNet(in_channels=3, q=q, n_conv=n_conv)
+        net = KanezakiNet(in_channels=3, q=q, n_conv=n_conv, padding_mode=padding)
     net.to(dev).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
 
@@ -311,6 +324,7 @@ def segment(
         scribble_weight=scribble_weight if scribble is not None else None,
         max_side=max_side,
         upsample=upsample if (height, width) != original_shape else None,
+        padding=padding,
         seed=seed,
         device=str(dev),
     )
@@ -459,6 +473,7 @@ def check_options(
     max_side: int | None,
     seed: int,
     upsample: str = "response",
+    padding: str = "auto",
 ) -> None:
     """Refuse settings of :func:`segment` that it cannot use, before any image is read:
     each must be a finite number in its range (the parameters of :func:`segment`).
@@ -485,6 +500,25 @@ def check_options(
     check_seed(seed)
     if upsample not in UPSAMPLING:
         raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLING)}; got {upsample!r}")
+    if padding not in PADDING_CHOICES:
+        choices = ", ".join(PADDING_CHOICES)
+        raise ConfigError(f"padding must be one of {choices}; got {padding!r}")
+
+
+def default_padding(method: str) -> str:
+    """The padding ``padding='auto'`` picks for ``method``.
+
+    Measured on 10 BSDS500 val photos (160 px, 300 iterations, seed 0; see the README):
+    with zero padding, 13% of tip2020's border pixels differ from the pixel two inside
+    (a frame), 2% with replicate padding, with PRI and VI no worse. ``kanezaki2018``'s
+    superpixel vote already leaves no frame (0.01%), so it keeps the reference padding.
+
+    Examples
+    --------
+    >>> default_padding("tip2020"), default_padding("kanezaki2018")
+    ('replicate', 'zeros')
+    """
+    return "zeros" if method == "kanezaki2018" else "replicate"
 
 
 def upsampled_argmax(

@@ -28,7 +28,14 @@ from unsupseg.cli.common import (
 from unsupseg.device import resolve_device
 from unsupseg.io import as_rgb_float, read_scribble, sweep_stale_temporaries
 from unsupseg.outputs import write_image_outputs
-from unsupseg.per_image import METHODS, UPSAMPLING, check_options, estimate_memory, segment
+from unsupseg.per_image import (
+    METHODS,
+    PADDING_CHOICES,
+    UPSAMPLING,
+    check_options,
+    estimate_memory,
+    segment,
+)
 from unsupseg.samples import SAMPLE_NAMES
 from unsupseg.ucm import DATASET_THRESHOLD, THRESHOLDS, hierarchy
 from unsupseg.ucm.levels import AUTO_CRITERION, LEVELS, select_level
@@ -149,6 +156,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(bilinear upsampling of the response map, its argmax and, for kanezaki2018, "
         "the superpixel vote on SLIC at full size: edges follow the image) or nearest "
         "(the working labels enlarged: blocky edges)",
+    )
+    parser.add_argument(
+        "--padding",
+        choices=PADDING_CHOICES,
+        default="auto",
+        help="padding of the network's 3x3 convolutions: zeros (the reference code; border "
+        "pixels tend to get a frame label of their own), replicate (edge pixels repeated) "
+        "or auto (replicate for tip2020 and dynaseg, zeros for kanezaki2018)",
     )
     parser.add_argument("--seed", type=seed, default=0, help="random seed")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -289,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
             momentum=args.momentum, max_iter=args.max_iter, min_labels=args.min_labels,
             n_segments=args.n_segments, compactness=args.compactness, mu=args.mu,
             scribble_weight=args.scribble_weight, max_side=args.max_side, seed=args.seed,
-            upsample=args.upsample,
+            upsample=args.upsample, padding=args.padding,
         )  # fmt: skip
         check_memory(
             estimate_memory(args.q, args.n_conv, 1, 1),
@@ -319,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
         scribble_weight=args.scribble_weight,
         max_side=args.max_side,
         upsample=args.upsample,
+        padding=args.padding,
         seed=args.seed,
         device=args.device,
     )

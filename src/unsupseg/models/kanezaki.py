@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: Padding modes of :class:`KanezakiNet`'s 3x3 convolutions.
+PADDINGS = ("zeros", "replicate")
+
 
 class KanezakiNet(nn.Module):
     """Fully convolutional network optimised on one image.
@@ -21,6 +24,10 @@ class KanezakiNet(nn.Module):
         Output channels, the largest number of labels the network can produce.
     n_conv : int
         Number of 3x3 blocks (``nConv`` of the reference code, default 2).
+    padding_mode : {'zeros', 'replicate'}
+        How the 3x3 convolutions see past the border: zeros, as the reference code,
+        or the edge pixels repeated. Zeros make the border pixels look unlike the rest,
+        which gives many images a frame of their own label one or two pixels wide.
 
     Examples
     --------
@@ -29,16 +36,22 @@ class KanezakiNet(nn.Module):
     torch.Size([1, 100, 32, 48])
     """
 
-    def __init__(self, in_channels: int = 3, q: int = 100, n_conv: int = 2) -> None:
+    def __init__(
+        self, in_channels: int = 3, q: int = 100, n_conv: int = 2, padding_mode: str = "zeros"
+    ) -> None:
         super().__init__()
         if q < 2:
             raise ValueError(f"q must be >= 2; got {q}")
         if n_conv < 1:
             raise ValueError(f"n_conv must be >= 1; got {n_conv}")
+        if padding_mode not in PADDINGS:
+            choices = ", ".join(PADDINGS)
+            raise ValueError(f"padding_mode must be one of {choices}; got {padding_mode!r}")
         blocks: list[nn.Module] = []
         channels = in_channels
         for _ in range(n_conv):
-            blocks += [nn.Conv2d(channels, q, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(q)]
+            conv = nn.Conv2d(channels, q, 3, padding=1, padding_mode=padding_mode)
+            blocks += [conv, nn.ReLU(), nn.BatchNorm2d(q)]
             channels = q
         blocks += [nn.Conv2d(q, q, 1), nn.BatchNorm2d(q)]
         self.layers = nn.Sequential(*blocks)
