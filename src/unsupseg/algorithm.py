@@ -114,15 +114,18 @@ def self_training_loss(
 
 
 def continuity_loss(response: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between vertical, plus between horizontal, neighbours
-    of the response map (Kim, Kanezaki and Tanaka, TIP 2020). A direction without
-    neighbours (an image one pixel high or wide) adds nothing."""
-    vertical = response[:, :, 1:, :] - response[:, :, :-1, :]
-    horizontal = response[:, :, :, 1:] - response[:, :, :, :-1]
-    return sum(
-        (part.abs().mean() for part in (vertical, horizontal) if part.numel()),
-        response.new_zeros(()),
-    )
+    """Mean absolute difference between neighbours of the response map along each
+    spatial axis, summed over the axes (Kim, Kanezaki and Tanaka, TIP 2020: vertical
+    plus horizontal for an image (B, q, H, W); a volume (B, q, Z, Y, X) adds the axis
+    between slices). An axis without neighbours (an image one pixel high or wide) adds
+    nothing."""
+    total = response.new_zeros(())
+    for axis in range(2, response.dim()):
+        size = response.shape[axis]
+        if size > 1:
+            diff = response.narrow(axis, 1, size - 1) - response.narrow(axis, 0, size - 1)
+            total = total + diff.abs().mean()
+    return total
 
 
 def tip2020_loss(

@@ -34,13 +34,13 @@ from skimage.transform import resize
 from unsupseg.algorithm import Refinement, self_training_loss
 from unsupseg.data.cache import default_slic_params
 from unsupseg.data.locate import default_data_root
-from unsupseg.device import resolve_device
+from unsupseg.device import cpu_flags, cpu_supports_bf16, resolve_device, resolve_precision
 from unsupseg.errors import ConfigError, DatasetError
 from unsupseg.io import as_rgb_float, read_image
 from unsupseg.models.kanezaki import KanezakiNet
 from unsupseg.models.registry import PRESETS, Preset, build_model, get_preset
 from unsupseg.outputs import library_versions
-from unsupseg.per_image import segment
+from unsupseg.per_image import network_forward, segment
 from unsupseg.refine import refine_by_superpixel_vote
 from unsupseg.samples import sample_image
 from unsupseg.superpixels import slic_superpixels
@@ -238,44 +238,26 @@ def _unsupseg_step_factory(
     superpixels: torch.Tensor,
     q: int,
     channels_last: bool = False,
-    autocast: torch.dtype | None = None,
+    precision: str = "fp32",
 ) -> Callable:
-    """One iteration as :func:`unsupseg.per_image.segment` does it (the loss of
-    :func:`unsupseg.algorithm.self_training_loss`), with optional variants."""
+    """One iteration as :func:`unsupseg.per_image.segment` does it: its forward pass
+    (:func:`unsupseg.per_image.network_forward`) and the loss of
+    :func:`unsupseg.algorithm.self_training_loss`, with optional variants."""
     torch.manual_seed(0)
     model = KanezakiNet(q=q, n_conv=2).to(x.device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    forward, x = network_forward(model, x, precision=precision, channels_last=channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     refinement = Refinement(q=q)
-    autocast_context = (
-        (lambda: torch.autocast(x.device.type, dtype=autocast))
-        if autocast
-        else contextlib.nullcontext
-    )
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with autocast_context():
-            response = model(x)
-        loss, _, _ = self_training_loss(response, superpixels, refinement)
+        loss, _, _ = self_training_loss(forward(x), superpixels, refinement)
         loss.backward()
         optimizer.step()
         if x.device.type == "cuda":
             torch.cuda.synchronize()
 
     return step
-
-
-def _cpu_flags() -> list[str]:
-    """The CPU's feature flags from /proc/cpuinfo (Linux), or [] where it is absent."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("flags", "Features"):
-                return value.split()
-    return []
 
 
 def _cpu_name() -> str | None:
@@ -298,19 +280,16 @@ def _cpu_name() -> str | None:
     return None
 
 
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX)."""
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16"):
-        return False
-    flags = set(_cpu_flags())
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+#: The benchmark step of each precision as :func:`unsupseg.per_image.segment` runs it.
+AUTO_STEPS = {"fp32": "unsupseg", "bf16": "bf16-channels-last"}
 
 
 def time_step_variant(spec: dict[str, Any]) -> float:
     """Median seconds of one iteration of a variant (run in its own process).
 
     ``spec`` holds ``shape``, ``q``, ``iterations``, ``device``, ``threads`` and
-    ``step`` (``reference``, ``unsupseg``, ``channels-last`` or ``bf16``).
+    ``step`` (``reference``, ``unsupseg``, ``channels-last``, ``bf16`` or
+    ``bf16-channels-last``).
     """
     shape = tuple(spec["shape"])
     image = bench_image(shape)
@@ -327,8 +306,8 @@ def time_step_variant(spec: dict[str, Any]) -> float:
             x,
             spx,
             q,
-            channels_last=spec["step"] == "channels-last",
-            autocast=torch.bfloat16 if spec["step"] == "bf16" else None,
+            channels_last=spec["step"] in ("channels-last", "bf16-channels-last"),
+            precision="bf16" if spec["step"].startswith("bf16") else "fp32",
         )
     step()  # warm-up
     return _median_seconds(step, spec["iterations"])
@@ -393,7 +372,8 @@ def bench_segment(
     dict
         ``benchmark`` ("segment"), ``image``, ``q``, ``n_conv``, ``iterations_timed``,
         ``variants`` (rows of ``variant``, ``device``, ``threads``, ``huge_pages``,
-        ``seconds_per_iteration``, ``speedup_vs_reference``; the reference first),
+        ``seconds_per_iteration``, ``speedup_vs_reference``, and ``auto``: whether it is
+        what ``segment(precision="auto")`` runs on this machine; the reference first),
         ``skipped`` (reasons), ``stop_rule`` (``image``, ``iterations``, ``seconds``,
         ``n_labels``, ``seconds_per_iteration``, ``device``) when it ran, and
         :func:`machine`'s keys.
@@ -429,8 +409,10 @@ def bench_segment(
                          "device": "cpu", "threads": 1})  # fmt: skip
     skipped = []
     if cpu_supports_bf16():
-        variants.append({"name": "unsupseg bf16 autocast", "step": "bf16", "huge_pages": True,
-                         "device": "cpu", "threads": threads})  # fmt: skip
+        for name, step in (("unsupseg bf16 autocast", "bf16"),
+                           ("unsupseg bf16 channels-last", "bf16-channels-last")):  # fmt: skip
+            variants.append({"name": name, "step": step, "huge_pages": True,
+                             "device": "cpu", "threads": threads})  # fmt: skip
     else:
         skipped.append(
             "bf16 autocast on CPU: no AVX512-BF16/AMX instructions here "
@@ -438,22 +420,29 @@ def bench_segment(
         )
     if torch.cuda.is_available():
         for name, step in (("unsupseg", "unsupseg"), ("unsupseg bf16 autocast", "bf16"),
-                           ("unsupseg channels-last", "channels-last")):  # fmt: skip
+                           ("unsupseg channels-last", "channels-last"),
+                           ("unsupseg bf16 channels-last", "bf16-channels-last")):  # fmt: skip
             variants.append({"name": name, "step": step, "huge_pages": True,
                              "device": "cuda", "threads": threads})  # fmt: skip
     else:
         skipped.append("CUDA: not available on this machine")
 
+    # What segment(precision="auto") runs here: see unsupseg.device.resolve_precision.
+    auto_device = resolve_device(None)
+    auto_step = AUTO_STEPS[resolve_precision("auto", auto_device)]
     rows = []
     for variant in variants:
         seconds = _run_variant({**common, **variant})
+        auto = (variant["step"], variant["device"], variant["threads"], variant["huge_pages"]) == (
+            auto_step, auto_device.type, threads, True)  # fmt: skip
         rows.append({
             "variant": variant["name"], "device": variant["device"],
             "threads": variant["threads"], "huge_pages": variant["huge_pages"],
-            "seconds_per_iteration": seconds,
+            "seconds_per_iteration": seconds, "auto": auto,
         })  # fmt: skip
-        log.info("%-28s %-4s %d threads: %.3f s/iteration", variant["name"],
-                 variant["device"], variant["threads"], seconds)  # fmt: skip
+        log.info("%-30s %-4s %d threads: %.3f s/iteration%s", variant["name"],
+                 variant["device"], variant["threads"], seconds,
+                 "  <- auto (segment's default here)" if auto else "")  # fmt: skip
     reference = rows[0]["seconds_per_iteration"]
     for row in rows:
         row["speedup_vs_reference"] = reference / row["seconds_per_iteration"]
@@ -719,7 +708,7 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_name": _cpu_name(),
         "cpu_instruction_sets": [
-            flag for flag in _cpu_flags() if flag.startswith(_SIMD_FLAG_PREFIXES)
+            flag for flag in cpu_flags() if flag.startswith(_SIMD_FLAG_PREFIXES)
         ],
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "versions": library_versions(),

@@ -734,6 +734,68 @@ def as_rgb_float(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def as_float_channels(image: np.ndarray, *, volume: bool = False) -> np.ndarray:
+    """Convert an image or volume of any number of channels to float32, channels last,
+    min-max normalised to [0, 1]: what the per-image network reads.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D (``volume=False``): (H, W) or (H, W, C). 3-D (``volume=True``): (Z, Y, X)
+        or (Z, Y, X, C). Any real dtype.
+    volume : bool
+        Whether the first three axes are spatial.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W, C') or (Z, Y, X, C')
+        A 2-D image of 1, 3 or 4 channels is :func:`as_rgb_float` (C' = 3: grayscale is
+        repeated, alpha dropped, one min-max over all channels). Any other channel count
+        (2, 5, ... bands), and every volume, keeps its C channels (a volume without a
+        channel axis gets C' = 1); 3-channel volumes take one min-max over all channels
+        as RGB, others one per band, since bands of multispectral or microscopy data have
+        unrelated ranges. A constant band becomes zeros.
+
+    Raises
+    ------
+    ValueError
+        For any other shape, an empty image, or values that are not finite real numbers.
+
+    Examples
+    --------
+    >>> as_float_channels(np.zeros((4, 5, 6), np.uint16)).shape
+    (4, 5, 6)
+    >>> as_float_channels(np.zeros((2, 4, 5)), volume=True).shape
+    (2, 4, 5, 1)
+    """
+    image = np.asarray(image)
+    spatial = 3 if volume else 2
+    if image.ndim == spatial:
+        image = image[..., None]
+    if image.ndim != spatial + 1:
+        kind = "a volume (Z, Y, X) or (Z, Y, X, C)" if volume else "(H, W) or (H, W, C)"
+        raise ValueError(f"image must have shape {kind}; got {image.shape}")
+    if not volume and image.shape[-1] in (1, 3, 4):
+        return as_rgb_float(image)
+    if min(image.shape) == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    if image.dtype == bool:
+        image = image.astype(np.float32)
+    if not np.issubdtype(image.dtype, np.number) or np.issubdtype(
+        image.dtype, np.complexfloating
+    ):
+        raise ValueError(f"image must hold real numbers; got dtype {image.dtype}")
+    if not np.isfinite(image).all():
+        raise ValueError("image contains NaN or infinite values")
+    image = image.astype(np.float32)
+    if not np.isfinite(image).all():
+        raise ValueError("image values exceed the float32 range (about 3.4e38)")
+    axes = tuple(range(spatial)) if image.shape[-1] != 3 else None
+    low = image.min(axis=axes, keepdims=True)
+    span = image.max(axis=axes, keepdims=True) - low
+    return np.where(span > 0, (image - low) / np.where(span > 0, span, 1), 0).astype(np.float32)
+
+
 def to_uint8(rgb_float: np.ndarray) -> np.ndarray:
     """Convert a float image in [0, 1] to ``uint8`` for display."""
     return np.clip(np.rint(rgb_float * 255.0), 0, 255).astype(np.uint8)

@@ -24,8 +24,10 @@ def refine_by_superpixel_vote(
 
     Parameters
     ----------
-    labels : Tensor of int64, shape (B, H, W) or (H, W)
-        Argmax labels in ``0 .. n_labels - 1``.
+    labels : Tensor of int64, shape (B, H, W), (H, W) or (B, Z, Y, X)
+        Argmax labels in ``0 .. n_labels - 1``. Only a 2-D tensor is taken as one
+        unbatched image: pass a volume with its batch axis, (1, Z, Y, X), so that its
+        superpixels span slices (the vote is the same for any number of spatial axes).
     superpixels : Tensor of int64, same shape
         Superpixel ids of each image, from 0; ids need not be consecutive. A negative
         id marks a pixel that votes nowhere and keeps its own label (padding).
@@ -46,13 +48,13 @@ def refine_by_superpixel_vote(
         raise ValueError(
             f"labels {tuple(labels.shape)} and superpixels {tuple(superpixels.shape)} differ"
         )
-    batched = labels if labels.dim() == 3 else labels.unsqueeze(0)
-    spx = superpixels if superpixels.dim() == 3 else superpixels.unsqueeze(0)
+    batched = labels if labels.dim() >= 3 else labels.unsqueeze(0)
+    spx = superpixels if superpixels.dim() >= 3 else superpixels.unsqueeze(0)
     batch = batched.shape[0]
     # Give each image of the batch its own range of superpixel ids.
     per_image = spx.reshape(batch, -1).amax(dim=1).clamp(min=-1) + 1
     offsets = torch.cumsum(per_image, 0) - per_image
-    global_ids = (spx + offsets.view(batch, 1, 1)).reshape(-1)
+    global_ids = (spx + offsets.view(batch, *[1] * (spx.dim() - 1))).reshape(-1)
     flat_labels = batched.reshape(-1)
     valid = spx.reshape(-1) >= 0
     padded = not bool(valid.all())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from unsupseg.checks import check_output_file
 from unsupseg.cli.common import number, seed
+from unsupseg.device import PRECISIONS
 from unsupseg.evaluation import DEFAULT_SPLITS, METHODS, evaluate_dataset
 from unsupseg.evaluation.hierarchical import HIERARCHICAL_METHODS, evaluate_hierarchy
 from unsupseg.io import write_json
@@ -120,6 +121,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", default=None, help="checkpoint/per-image device (default: CUDA if present)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="per-image: the network's arithmetic; auto: bf16 autocast on CPUs with AMX or "
+        "AVX512-BF16, else fp32",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -146,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         max_iter=args.max_iter,
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
         progress=not args.quiet,
     )
     rows = list(evaluation.summary.items())

@@ -222,6 +222,7 @@ def evaluate_dataset(
     max_iter: int = 1000,
     seed: int = 0,
     device: str | None = None,
+    precision: str = "auto",
     progress: bool = False,
 ) -> Evaluation:
     """Score a method, a trained checkpoint or saved label maps on a data set.
@@ -270,6 +271,10 @@ def evaluate_dataset(
         Per-image optimisation and k-means.
     device : str, optional
         Checkpoint and per-image optimisation (default: CUDA when available).
+    precision : {'auto', 'fp32', 'bf16'}
+        Per-image optimisation: the network's arithmetic
+        (:func:`unsupseg.device.resolve_precision`); the settings record what ``auto``
+        chose, so that a resumed run does not mix the two.
     progress : bool
         Show a progress bar.
 
@@ -330,7 +335,10 @@ def evaluate_dataset(
     if predictions is not None:
         settings["predictions"] = str(Path(predictions).resolve())
     if method in PER_IMAGE_METHODS:
-        settings.update(max_side=max_side, max_iter=max_iter, seed=seed)
+        from unsupseg.device import resolve_device, resolve_precision  # loads torch
+
+        chosen = resolve_precision(precision, resolve_device(device))
+        settings.update(max_side=max_side, max_iter=max_iter, seed=seed, precision=chosen)
     if method == "kmeans":
         settings["seed"] = seed
     if checkpoint is not None:
@@ -350,6 +358,7 @@ def evaluate_dataset(
         max_iter=max_iter,
         seed=seed,
         device=device,
+        precision=precision,
     )
 
     # Resume: keep scored rows (one per id); retry the images that failed before and

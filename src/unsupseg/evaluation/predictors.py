@@ -108,6 +108,7 @@ def make_predictor(
     max_iter: int = 1000,
     seed: int = 0,
     device: str | None = None,
+    precision: str = "auto",
 ) -> Predictor:
     """A function ``(dataset, index) -> label map`` for one source of predictions.
 
@@ -133,6 +134,8 @@ def make_predictor(
         Per-image optimisation and k-means.
     device : str, optional
         Checkpoint and per-image optimisation (default: CUDA when available).
+    precision : {'auto', 'fp32', 'bf16'}
+        Per-image optimisation: the network's arithmetic.
 
     Returns
     -------
@@ -183,6 +186,7 @@ def make_predictor(
                 max_iter=max_iter,
                 seed=seed,
                 device=device,
+                precision=precision,
             )
 
         return optimised

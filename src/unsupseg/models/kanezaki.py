@@ -19,7 +19,7 @@ class KanezakiNet(nn.Module):
     Parameters
     ----------
     in_channels : int
-        Channels of the input image (3 for RGB).
+        Channels of the input image (3 for RGB, any number of bands).
     q : int
         Output channels, the largest number of labels the network can produce.
     n_conv : int
@@ -28,16 +28,26 @@ class KanezakiNet(nn.Module):
         How the 3x3 convolutions see past the border: zeros, as the reference code,
         or the edge pixels repeated. Zeros make the border pixels look unlike the rest,
         which gives many images a frame of their own label one or two pixels wide.
+    ndim : {2, 3}
+        Spatial dimensions: 2 for images (N, C, H, W), 3 for volumes (N, C, Z, Y, X),
+        with 3x3x3 convolutions and 3-D batch normalisation.
 
     Examples
     --------
     >>> net = KanezakiNet(q=100, n_conv=2)
     >>> net(torch.rand(1, 3, 32, 48)).shape
     torch.Size([1, 100, 32, 48])
+    >>> KanezakiNet(in_channels=1, q=8, ndim=3)(torch.rand(1, 1, 4, 8, 8)).shape
+    torch.Size([1, 8, 4, 8, 8])
     """
 
     def __init__(
-        self, in_channels: int = 3, q: int = 100, n_conv: int = 2, padding_mode: str = "zeros"
+        self,
+        in_channels: int = 3,
+        q: int = 100,
+        n_conv: int = 2,
+        padding_mode: str = "zeros",
+        ndim: int = 2,
     ) -> None:
         super().__init__()
         if q < 2:
@@ -47,13 +57,17 @@ class KanezakiNet(nn.Module):
         if padding_mode not in PADDINGS:
             choices = ", ".join(PADDINGS)
             raise ValueError(f"padding_mode must be one of {choices}; got {padding_mode!r}")
+        if ndim not in (2, 3):
+            raise ValueError(f"ndim must be 2 or 3; got {ndim}")
+        conv_type = nn.Conv2d if ndim == 2 else nn.Conv3d
+        norm_type = nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
         blocks: list[nn.Module] = []
         channels = in_channels
         for _ in range(n_conv):
-            conv = nn.Conv2d(channels, q, 3, padding=1, padding_mode=padding_mode)
-            blocks += [conv, nn.ReLU(), nn.BatchNorm2d(q)]
+            conv = conv_type(channels, q, 3, padding=1, padding_mode=padding_mode)
+            blocks += [conv, nn.ReLU(), norm_type(q)]
             channels = q
-        blocks += [nn.Conv2d(q, q, 1), nn.BatchNorm2d(q)]
+        blocks += [conv_type(q, q, 1), norm_type(q)]
         self.layers = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
