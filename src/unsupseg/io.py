@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -19,6 +20,7 @@ import struct
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -307,15 +309,199 @@ def _check_one_tiff_image(path: Path) -> None:
     if pages > 1:
         raise ImageReadError(
             f"{path}: a TIFF of {pages} pages ({described}), a stack, volume or set of "
-            "bands of which only the first page would be read; unsupseg segments one 2-D "
-            "image per file: save each page as its own file"
+            "bands of which only the first page would be read; `unsupseg segment` reads "
+            "it with --pages first|each|volume (Python: read_tiff)"
         )
     samples = shape[axes.index("S")] if "S" in axes else 1
     if samples not in (1, 3, 4):
         raise ImageReadError(
-            f"{path}: a TIFF of {samples} channels per pixel ({described}); unsupseg reads "
-            "grayscale, RGB and RGBA images: save the bands to use as an RGB or grayscale file"
+            f"{path}: a TIFF of {samples} channels per pixel ({described}), of which only "
+            "some would be read here; `unsupseg segment` reads all its bands (Python: "
+            "read_tiff)"
         )
+
+
+#: How ``--pages`` reads a plain multi-page TIFF (:func:`plan_tiff`).
+PAGES = ("first", "each", "volume")
+#: GeoTIFF tags (ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory,
+#: GeoDoubleParams, GeoAsciiParams, GDAL_METADATA, GDAL_NODATA): copied to labels.tif.
+GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+@dataclass(frozen=True)
+class TiffPlan:
+    """One image to read from a TIFF file (:func:`plan_tiff`, :func:`read_tiff`).
+
+    ``suffix`` goes after the file's stem in the output name (``-page003`` for
+    ``--pages each``); ``series`` and ``page`` say what to read (``page`` None: the
+    whole series); ``volume``: the leading axes are read as Z.
+    """
+
+    suffix: str
+    series: int
+    page: int | None
+    volume: bool
+
+
+def is_tiff(path: str | os.PathLike) -> bool:
+    """Whether the file starts with a TIFF or BigTIFF signature."""
+    with contextlib.suppress(OSError), open(path, "rb") as handle:
+        return handle.read(4) in _TIFF_SIGNATURES
+    return False
+
+
+def _tiff_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[list[int], int | None]:
+    """The leading (page or Z) axes before Y and X, and the channel axis (S or C)."""
+    channels = [i for i, axis in enumerate(axes) if axis in "SC"]
+    if len(channels) > 1:
+        raise ImageReadError(f"{path}: TIFF axes {axes} (shape {shape}): several channel axes")
+    spatial = [i for i, axis in enumerate(axes) if axis in "YX"]
+    if len(spatial) != 2:
+        raise ImageReadError(f"{path}: TIFF axes {axes} (shape {shape}) have no Y and X")
+    leading = [i for i in range(len(axes)) if i not in spatial and i not in channels]
+    return leading, (channels[0] if channels else None)
+
+
+def plan_tiff(path: str | os.PathLike, pages: str | None = None) -> list[TiffPlan] | None:
+    """What to read from a TIFF file, from its header and axes metadata only.
+
+    Returns None for a file that :func:`read_image` reads as it is (not a TIFF, one 2-D
+    grayscale, RGB or RGBA image, or a file tifffile cannot parse: Pillow's error then).
+    Otherwise, by the axes of its first series (tifffile):
+
+    - one image of 2 or more than 4 bands (``S`` or ``C`` axis): read with all bands;
+    - a ``Z`` axis (``ZYX``, ``ZYXS``, ``ZCYX``): one volume (``pages`` may still read
+      its slices as ``first`` or ``each``);
+    - plain pages (``IYX``, ``QYX``, ``TYX``, several series): refused unless ``pages``
+      is ``first`` (the first page), ``each`` (every page as its own image) or
+      ``volume`` (the pages stacked as Z).
+
+    Raises
+    ------
+    ImageReadError
+        For plain pages without ``pages`` (the message names ``--pages``), pages of
+        different shapes read as a volume, or axes without Y and X.
+    ConfigError
+        For ``pages`` not in :data:`PAGES`.
+    """
+    if pages is not None and pages not in PAGES:
+        raise ConfigError(f"pages must be one of {', '.join(PAGES)}; got {pages!r}")
+    path = Path(path)
+    if not is_tiff(path):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            layouts = [(series.axes, tuple(series.shape)) for series in tiff.series]
+    except Exception:  # noqa: BLE001 -- a file tifffile cannot parse: Pillow's error
+        return None
+    if not layouts:
+        return None
+    axes, shape = layouts[0]
+    leading, channel = _tiff_axes(axes, shape, path)
+    n_leading = math.prod(shape[i] for i in leading)
+    bands = 1 if channel is None else shape[channel]
+    described = f"axes {axes}, shape {shape}"
+    if len(layouts) > 1:  # pages of different shapes: each its own series
+        if pages in (None, "volume"):
+            raise ImageReadError(
+                f"{path}: a TIFF of {len(layouts)} images of different shapes "
+                f"({', '.join(str(s) for _, s in layouts)}); read them with --pages first or "
+                "--pages each (Python: pages='first' or 'each')"
+            )
+        count = 1 if pages == "first" else len(layouts)
+        return [
+            TiffPlan("" if count == 1 else f"-page{i:03d}", i, None, False) for i in range(count)
+        ]
+    if n_leading == 1:
+        if bands in (1, 3, 4) and (channel is None or axes[channel] == "S"):
+            return None
+        return [TiffPlan("", 0, None, False)]
+    is_z = [axes[i] for i in leading] == ["Z"]
+    if pages is None and not is_z:
+        raise ImageReadError(
+            f"{path}: a TIFF of {n_leading} pages ({described}), a stack, volume or set of "
+            "bands: choose how to read it with --pages first|each|volume (Python: "
+            "pages='first', 'each' or 'volume')"
+        )
+    if pages in (None, "volume"):
+        return [TiffPlan("", 0, None, True)]
+    count = 1 if pages == "first" else n_leading
+    return [TiffPlan("" if count == 1 else f"-page{i:03d}", 0, i, False) for i in range(count)]
+
+
+def read_tiff(path: str | os.PathLike, plan: TiffPlan) -> np.ndarray:
+    """Read what ``plan`` (from :func:`plan_tiff`) names, channels last, in the file's
+    dtype: (H, W), (H, W, C), or for a volume (Z, Y, X) or (Z, Y, X, C).
+
+    Raises
+    ------
+    ImageReadError
+        For a file that cannot be decoded (truncated, corrupt), or one of more than
+        :data:`MAX_DECODE_PIXELS` values.
+    """
+    import tifffile
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[plan.series]
+            axes, shape = series.axes, tuple(series.shape)
+            if math.prod(shape) > MAX_DECODE_PIXELS:
+                raise ImageReadError(
+                    f"{path}: {shape} ({axes}) holds more than {MAX_DECODE_PIXELS} values"
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                array = series.asarray()
+    except ImageReadError:
+        raise
+    except MemoryError:
+        raise ImageReadError(f"{path}: not enough memory to decode the image") from None
+    except Exception as exc:  # noqa: BLE001 -- tifffile raises many kinds
+        raise ImageReadError(f"{path}: corrupt or truncated TIFF ({_one_line(exc)})") from None
+    leading, channel = _tiff_axes(axes, shape, path)
+    spatial = [i for i, axis in enumerate(axes) if axis in "YX"]
+    order = leading + spatial + ([] if channel is None else [channel])
+    array = np.transpose(array, order)
+    array = array.reshape(-1, *array.shape[len(leading):])  # (pages, Y, X[, C])
+    if plan.volume:
+        return array
+    return array[0 if plan.page is None else plan.page]
+
+
+def geo_tags(path: str | os.PathLike) -> list[tuple[int, int, int, Any, bool]]:
+    """The GeoTIFF tags (:data:`GEO_TAGS`) of a TIFF file's first page, as tifffile's
+    ``extratags`` (code, dtype, count, value, writeonce); [] for other files."""
+    if not is_tiff(path):
+        return []
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            tags = tiff.pages[0].tags
+            return [
+                (tag.code, int(tag.dtype), tag.count, tag.value, True)
+                for tag in tags.values()
+                if tag.code in GEO_TAGS
+            ]
+    except Exception:  # noqa: BLE001 -- no tags to copy from a file tifffile cannot read
+        return []
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """An RGB picture for figures of a float channels-last image in [0, 1]
+    (:func:`as_float_channels`): RGB as it is, one band as gray, two bands as the first
+    in gray, more bands as the first three."""
+    image = np.asarray(image)
+    bands = image.shape[-1]
+    if bands == 3:
+        return image
+    if bands < 3:
+        return np.repeat(image[..., :1], 3, axis=-1)
+    return image[..., :3]
 
 
 def _read_opened(

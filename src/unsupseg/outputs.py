@@ -15,7 +15,10 @@ from unsupseg.version import __version__
 from unsupseg.viz import colorize, overlay, save_panel
 
 #: Files in each image's output folder.
-OUTPUT_FILES = ("labels.png", "labels.npy", "color.png", "overlay.png", "panel.png", "summary.json")
+OUTPUT_FILES = (
+    "labels.png", "labels.tif", "labels.npy", "color.png", "overlay.png", "panel.png",
+    "summary.json",
+)  # fmt: skip
 
 
 def library_versions() -> dict[str, str]:
@@ -50,6 +53,7 @@ def write_image_outputs(
     panels: list[tuple[str, np.ndarray]],
     summary: dict[str, Any],
     extras: dict[str, np.ndarray] | None = None,
+    tiff_tags: list[tuple] | None = None,
 ) -> Path:
     """Write all outputs of one image into ``folder``, all or nothing: the files of
     :data:`OUTPUT_FILES`.
@@ -58,19 +62,26 @@ def write_image_outputs(
     ----------
     folder : path
         Created (or replaced as a whole) only once every file is written.
-    image : ndarray, shape (H, W, 3)
-        Float RGB in [0, 1].
-    labels : ndarray of int, shape (H, W)
-        Ids from 0; ``labels.npy`` holds them in the smallest unsigned type that fits
-        (uint8 up to 256 labels).
+    image : ndarray, shape (H, W, 3), or (Z, Y, X, 3) for a volume
+        Float RGB in [0, 1] (:func:`unsupseg.io.display_rgb` makes one of any bands).
+    labels : ndarray of int, shape (H, W) or (Z, Y, X)
+        Ids from 0; ``labels.npy`` and ``labels.tif`` hold them in the smallest unsigned
+        type that fits (uint8 up to 256 labels), the TIFF as (Z, Y, X) for a volume.
+        The pictures (``labels.png``, ``color.png``, ``overlay.png``, ``panel.png``) of
+        a volume show its middle slice, whose index ``summary.json`` gives as
+        ``rendered_slice``.
     panels : list of (str, ndarray)
-        (title, image or label map) of the panel figure, after the main image.
+        (title, image or label map) of the panel figure, after the main image; for a
+        volume, volumes (their middle slice is shown).
     summary : dict
         Written to ``summary.json``, with ``n_labels`` first and ``versions`` last.
     extras : dict of str to ndarray, optional
         More files in the folder, by name: ``*.npy`` saved with :func:`numpy.save`,
         ``*.png`` as an 8- or 16-bit grayscale PNG of the array's values (uint8 or
         uint16).
+    tiff_tags : list of tuple, optional
+        Extra tags of ``labels.tif``, as tifffile's ``extratags``: the input's GeoTIFF
+        tags (:func:`unsupseg.io.geo_tags`), so that the labels keep its georeferencing.
 
     Returns
     -------
@@ -88,11 +99,22 @@ def write_image_outputs(
     ... # doctest: +SKIP
     PosixPath('out/coffee')
     """
+    import tifffile
+
     labels = np.asarray(labels)
+    volume_labels = labels
+    if labels.ndim == 3:  # a volume: the pictures show its middle slice
+        middle = labels.shape[0] // 2
+        summary = {**summary, "rendered_slice": middle}
+        labels, image = labels[middle], np.asarray(image)[middle]
+        panels = [(title, np.asarray(panel)[middle]) for title, panel in panels]
     picture = to_uint8(image)
     with atomic_directory(folder) as tmp:
         save_label_png(tmp / "labels.png", labels)
-        np.save(tmp / "labels.npy", compact_labels(labels))
+        compact = compact_labels(volume_labels)
+        tifffile.imwrite(tmp / "labels.tif", compact, extratags=tiff_tags or (),
+                         photometric="minisblack")  # fmt: skip
+        np.save(tmp / "labels.npy", compact)
         Image.fromarray(colorize(labels)).save(tmp / "color.png")
         Image.fromarray(overlay(picture, labels)).save(tmp / "overlay.png")
         save_panel(tmp / "panel.png", [("Main image", picture), *panels])
@@ -105,6 +127,7 @@ def write_image_outputs(
                 raise ValueError(f"cannot write {name} from a {array.dtype} array")
         write_json(
             tmp / "summary.json",
-            {"n_labels": int(np.unique(labels).size), **summary, "versions": library_versions()},
+            {"n_labels": int(np.unique(volume_labels).size), **summary,
+             "versions": library_versions()},  # fmt: skip
         )
     return Path(folder)

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -15,8 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unsupseg.checks import check_seed
-from unsupseg.errors import ConfigError
-from unsupseg.io import find_images, image_size, read_image
+from unsupseg.errors import ConfigError, ImageReadError
+from unsupseg.io import find_images, geo_tags, image_size, plan_tiff, read_image, read_tiff
 from unsupseg.samples import SAMPLE_NAMES, sample_image
 
 if TYPE_CHECKING:  # per_image loads torch, which this module does not need
@@ -124,12 +125,16 @@ class ImageJob:
     name: str
     load: Callable[[], np.ndarray]
     path: Path | None = None
+    #: The array is a volume (Z, Y, X[, C]) (a TIFF with a Z axis, or ``--pages volume``).
+    volume: bool = False
+    #: GeoTIFF tags of the input, for ``labels.tif`` (:func:`unsupseg.io.geo_tags`).
+    tiff_tags: tuple = ()
 
     def file_size(self, image: np.ndarray) -> dict[str, int]:
         """``file_height`` and ``file_width`` for the summary when the file was read
         reduced (it is over :data:`unsupseg.io.MAX_PIXELS`), else nothing."""
-        if self.path is None:
-            return {}
+        if self.path is None or self.volume or image.ndim != 3 or image.shape[2] != 3:
+            return {}  # read whole by tifffile (bands, pages, volumes)
         height, width = image_size(self.path)
         if (height, width) == tuple(image.shape[:2]):
             return {}
@@ -137,12 +142,15 @@ class ImageJob:
 
 
 def collect_jobs(
-    inputs: Sequence[str], max_side: int | None = None
+    inputs: Sequence[str], max_side: int | None = None, pages: str | None = None
 ) -> tuple[list[ImageJob], list[tuple[str, str]]]:
     """The images of files and folders (none: the scikit-image sample photos), with
     output names made unique, and the ``(source, message)`` of inputs that are not
     images. Files over :data:`unsupseg.io.MAX_PIXELS` are read reduced to ``max_side``
-    (refused without it) and never decoded at full size."""
+    (refused without it) and never decoded at full size. TIFF stacks, volumes and
+    multi-band files are read with tifffile as :func:`unsupseg.io.plan_tiff` says
+    (``pages``: ``first``, ``each`` or ``volume`` for plain multi-page files; one job per
+    page with ``each``); one that cannot be read so is listed with its message."""
     if not inputs:
         return [
             ImageJob(f"skimage.data.{name}()", name, lambda name=name: sample_image(name))
@@ -150,16 +158,26 @@ def collect_jobs(
         ], []
     paths, problems = find_images(list(inputs))
     used: set[str] = set()
-    jobs = [
-        ImageJob(
-            str(path),
-            unique_name(path.stem, used),
-            lambda path=path: read_image(path, max_side=max_side),
-            path,
-        )
-        for path in paths
-    ]
-    return jobs, [(str(path), message) for path, message in problems]
+    jobs = []
+    failures = [(str(path), message) for path, message in problems]
+    for path in paths:
+        try:
+            plans = plan_tiff(path, pages)
+        except ImageReadError as exc:
+            failures.append((str(path), str(exc)))
+            continue
+        if plans is None:
+            load = partial(read_image, path, max_side=max_side)
+            jobs.append(ImageJob(str(path), unique_name(path.stem, used), load, path,
+                                 tiff_tags=tuple(geo_tags(path))))  # fmt: skip
+            continue
+        tags = tuple(geo_tags(path))
+        for plan in plans:
+            source = str(path) if not plan.suffix else f"{path} ({plan.suffix[1:]})"
+            jobs.append(ImageJob(source, unique_name(path.stem + plan.suffix, used),
+                                 partial(read_tiff, path, plan), path, volume=plan.volume,
+                                 tiff_tags=() if plan.volume else tags))  # fmt: skip
+    return jobs, failures
 
 
 def unique_name(name: str, used: set[str]) -> str:
@@ -182,12 +200,16 @@ def image_summary(
     """The ``summary.json`` of one image of ``segment`` or ``predict``: the input and
     its sizes, then ``extra``, the iterations, the timings rounded to ``digits`` and the
     parameters."""
+    spatial = result.labels.shape
+    depth = {"depth": int(spatial[0])} if len(spatial) == 3 else {}
     return {
         "input": source,
-        "height": int(image.shape[0]),
-        "width": int(image.shape[1]),
-        "working_height": int(result.working_shape[0]),
-        "working_width": int(result.working_shape[1]),
+        **depth,
+        "height": int(spatial[-2]),
+        "width": int(spatial[-1]),
+        "channels": int(result.params.get("channels", 3)),
+        "working_height": int(result.working_shape[-2]),
+        "working_width": int(result.working_shape[-1]),
         **extra,
         "iterations": result.n_iterations,
         "seconds": round(result.seconds, digits),
@@ -233,7 +255,7 @@ def finish_run(done: int, n_inputs: int, out: Path, failures: list[tuple[str, st
     if done:
         log.info(
             "Wrote %d of %d images to %s (one folder per image: panel.png, labels.png, "
-            "labels.npy, color.png, overlay.png, summary.json)",
+            "labels.tif, labels.npy, color.png, overlay.png, summary.json)",
             done,
             n_inputs,
             out.resolve(),

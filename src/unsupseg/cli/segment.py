@@ -25,8 +25,16 @@ from unsupseg.cli.common import (
     seed,
     skip_remaining,
 )
-from unsupseg.device import resolve_device
-from unsupseg.io import as_rgb_float, read_scribble, sweep_stale_temporaries
+from unsupseg.device import PRECISIONS, resolve_device
+from unsupseg.errors import ConfigError
+from unsupseg.io import (
+    PAGES,
+    as_float_channels,
+    as_rgb_float,
+    display_rgb,
+    read_scribble,
+    sweep_stale_temporaries,
+)
 from unsupseg.outputs import write_image_outputs
 from unsupseg.per_image import (
     METHODS,
@@ -165,6 +173,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "pixels tend to get a frame label of their own), replicate (edge pixels repeated) "
         "or auto (replicate for tip2020 and dynaseg, zeros for kanezaki2018)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="arithmetic of the network: auto picks bf16 autocast (channels-last) on CPUs "
+        "with AMX or AVX512-BF16, where it was measured to score as fp32, else fp32",
+    )
+    parser.add_argument(
+        "--pages",
+        choices=PAGES,
+        default=None,
+        help="how to read a plain multi-page TIFF: first (its first page), each (every "
+        "page as its own image, OUT/<name>-pageNNN) or volume (the pages as Z slices, "
+        "segmented in 3-D); default: refuse it. A TIFF whose axes say Z (ZYX, ZYXS, "
+        "ZCYX) is a volume without this option",
+    )
     parser.add_argument("--seed", type=seed, default=0, help="random seed")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -230,6 +254,11 @@ def _each_image(
 def _hierarchy_job(args: argparse.Namespace, job: ImageJob) -> str:
     """``--method hierarchy`` on one image: cut its hierarchy, write its stack and UCM."""
     image = job.load()
+    if job.volume or image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise ConfigError(
+            f"--method hierarchy segments 2-D grayscale or RGB images; {job.source} has "
+            f"shape {image.shape}{' (a volume)' if job.volume else ''}: use another --method"
+        )
     rgb = as_rgb_float(image)
     started = time.perf_counter()
     tree = hierarchy(rgb)
@@ -272,15 +301,18 @@ def _hierarchy_job(args: argparse.Namespace, job: ImageJob) -> str:
 def _optimise_job(args: argparse.Namespace, options: dict, job: ImageJob) -> str:
     """Per-image optimisation of one image, its outputs written."""
     image = job.load()
-    result = segment(image, return_details=True, progress=not args.quiet, **options)
+    result = segment(image, volume=job.volume, return_details=True,
+                     progress=not args.quiet, **options)  # fmt: skip
     if args.method == "kanezaki2018":
         panels = [("Argmax output", result.argmax), ("SLIC output", result.labels)]
     else:
         panels = [("Argmax output", result.labels)]
     summary = image_summary(job.source, image, result, digits=3, **job.file_size(image))
+    picture = display_rgb(as_float_channels(image, volume=job.volume))
     folder = write_image_outputs(
-        args.out / job.name, as_rgb_float(image), result.labels, panels, summary
-    )
+        args.out / job.name, picture, result.labels, panels, summary,
+        tiff_tags=list(job.tiff_tags) if result.labels.shape == image.shape[:2] else None,
+    )  # fmt: skip
     return (
         f"{job.source}: {result.n_labels} labels after {result.n_iterations} iterations "
         f"in {result.seconds:.1f} s -> {folder}"
@@ -304,14 +336,14 @@ def run(args: argparse.Namespace) -> int:
             momentum=args.momentum, max_iter=args.max_iter, min_labels=args.min_labels,
             n_segments=args.n_segments, compactness=args.compactness, mu=args.mu,
             scribble_weight=args.scribble_weight, max_side=args.max_side, seed=args.seed,
-            upsample=args.upsample, padding=args.padding,
+            upsample=args.upsample, padding=args.padding, precision=args.precision,
         )  # fmt: skip
         check_memory(
             estimate_memory(args.q, args.n_conv, 1, 1),
             f"a network with --q {args.q} and --n-conv {args.n_conv}",
             "lower --q",
         )
-    jobs, failures = collect_jobs(args.inputs, max_side=args.max_side)
+    jobs, failures = collect_jobs(args.inputs, max_side=args.max_side, pages=args.pages)
     n_inputs = len(jobs) + len(failures)
     if args.scribble is not None and len(jobs) != 1:
         log.error("--scribble needs exactly one input image (got %d)", len(jobs))
@@ -335,6 +367,7 @@ def run(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         upsample=args.upsample,
         padding=args.padding,
+        precision=args.precision,
         seed=args.seed,
         device=args.device,
     )

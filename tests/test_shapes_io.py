@@ -1,0 +1,140 @@
+"""Reading and writing other image shapes: bands, stacks, volumes, GeoTIFF."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unsupseg.cli import main
+from unsupseg.errors import ConfigError, ImageReadError
+from unsupseg.io import geo_tags, plan_tiff, read_image, read_tiff
+
+FAST = ["--q", "8", "--max-iter", "3", "--n-segments", "40", "--quiet"]
+GEO = [
+    (33550, "d", 3, (10.0, 10.0, 0.0), True),  # ModelPixelScale
+    (33922, "d", 6, (0.0, 0.0, 0.0, 500000.0, 4000000.0, 0.0), True),  # ModelTiepoint
+    (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633), True),
+]
+
+
+def _noise(shape, dtype=np.uint8, high=255):
+    return (np.random.default_rng(0).random(shape) * high).astype(dtype)
+
+
+def _labels_tif(folder):
+    with tifffile.TiffFile(folder / "labels.tif") as tiff:
+        return tiff.asarray(), {code: tag.value for code, tag in tiff.pages[0].tags.items()}
+
+
+def test_a_five_band_tiff_is_read_and_segmented_with_all_bands(tmp_path):
+    path = tmp_path / "bands.tif"
+    tifffile.imwrite(path, _noise((24, 32, 5), np.uint16, 4000), photometric="minisblack",
+                     planarconfig="contig")  # fmt: skip
+    (plan,) = plan_tiff(path)
+    assert read_tiff(path, plan).shape == (24, 32, 5)
+    with pytest.raises(ImageReadError, match="5 channels"):
+        read_image(path)  # the 2-D reader never drops bands silently
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 0
+    labels, _ = _labels_tif(tmp_path / "out" / "bands")
+    assert labels.shape == (24, 32)
+    np.testing.assert_array_equal(labels, np.load(tmp_path / "out" / "bands" / "labels.npy"))
+    summary = json.loads((tmp_path / "out" / "bands" / "summary.json").read_text())
+    assert summary["channels"] == 5 and summary["parameters"]["channels"] == 5
+
+
+def test_a_planar_band_tiff_keeps_its_bands_channels_last(tmp_path):
+    path = tmp_path / "planar.tif"
+    data = _noise((6, 20, 30))
+    tifffile.imwrite(path, data, metadata={"axes": "CYX"}, photometric="minisblack")
+    (plan,) = plan_tiff(path)
+    np.testing.assert_array_equal(read_tiff(path, plan), np.moveaxis(data, 0, -1))
+
+
+def test_an_eight_slice_stack_is_refused_unless_pages_says_how(tmp_path):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, _noise((8, 24, 32)))
+    with pytest.raises(ImageReadError, match=r"--pages first\|each\|volume"):
+        plan_tiff(path)
+    with pytest.raises(ConfigError, match="pages"):
+        plan_tiff(path, "all")
+    out = tmp_path / "out"
+    assert main(["segment", str(path), "--out", str(out / "refused"), *FAST]) == 1
+    assert not (out / "refused" / "stack").exists()
+
+    assert main(["segment", str(path), "--pages", "first", "--out", str(out / "first"), *FAST]) == 0
+    assert _labels_tif(out / "first" / "stack")[0].shape == (24, 32)
+
+    assert main(["segment", str(path), "--pages", "each", "--out", str(out / "each"), *FAST]) == 0
+    pages = sorted(p.name for p in (out / "each").iterdir() if p.is_dir())
+    assert pages == [f"stack-page{i:03d}" for i in range(8)]
+
+    assert main(["segment", str(path), "--pages", "volume", "--out", str(out / "vol"), *FAST]) == 0
+    labels, _ = _labels_tif(out / "vol" / "stack")
+    assert labels.shape == (8, 24, 32)
+    summary = json.loads((out / "vol" / "stack" / "summary.json").read_text())
+    assert summary["depth"] == 8 and summary["rendered_slice"] == 4
+    assert summary["parameters"]["volume"] is True
+    assert np.asarray(Image.open(out / "vol" / "stack" / "labels.png")).shape == (24, 32)
+
+
+def test_an_rgb_volume_is_recognised_from_its_axes(tmp_path):
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, _noise((5, 20, 28, 3)), metadata={"axes": "ZYXS"}, photometric="rgb")
+    (plan,) = plan_tiff(path)
+    assert plan.volume and read_tiff(path, plan).shape == (5, 20, 28, 3)
+    out = tmp_path / "out"
+    assert main(["segment", str(path), "--method", "tip2020", "--out", str(out), *FAST]) == 0
+    assert _labels_tif(out / "cells")[0].shape == (5, 20, 28)
+    summary = json.loads((out / "cells" / "summary.json").read_text())
+    assert summary["parameters"]["channels"] == 3
+    # 2-D only options are refused for a volume, as a failure of that input
+    assert main(["segment", str(path), "--max-side", "16", "--out", str(tmp_path / "o2"),
+                 *FAST]) == 1  # fmt: skip
+    assert main(["segment", str(path), "--method", "hierarchy", "--out", str(tmp_path / "o3"),
+                 "--quiet"]) == 1  # fmt: skip
+
+
+def test_a_geotiff_keeps_its_transform_and_crs(tmp_path):
+    path = tmp_path / "field.tif"
+    tifffile.imwrite(path, _noise((24, 32, 3)), photometric="rgb", extratags=GEO)
+    assert {tag[0] for tag in geo_tags(path)} == {33550, 33922, 34735}
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 0
+    labels, tags = _labels_tif(tmp_path / "out" / "field")
+    assert labels.shape == (24, 32)
+    for code, _, _, value, _ in GEO:
+        assert tuple(tags[code]) == value
+
+
+def test_a_geotiff_read_by_rasterio_keeps_transform_and_crs(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    path = tmp_path / "field.tif"
+    tifffile.imwrite(path, _noise((24, 32, 3)), photometric="rgb", extratags=GEO)
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 0
+    labels = tmp_path / "out" / "field" / "labels.tif"
+    with rasterio.open(path) as source, rasterio.open(labels) as out:
+        assert out.transform == source.transform and out.crs == source.crs
+
+
+def test_every_output_has_labels_tif_equal_to_labels_png(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(_noise((24, 32, 3))).save(path)
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 0
+    folder = tmp_path / "out" / "photo"
+    labels, tags = _labels_tif(folder)
+    np.testing.assert_array_equal(labels, np.asarray(Image.open(folder / "labels.png")))
+    assert 33550 not in tags
+
+
+def test_a_truncated_tiff_stack_is_a_clear_error(tmp_path):
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, _noise((4, 64, 64)), metadata={"axes": "ZYX"}, photometric="minisblack")
+    path.write_bytes(path.read_bytes()[: 64 * 64 * 2])
+    plans = plan_tiff(path)
+    if plans is not None:  # tifffile parsed the header: decoding fails with one line
+        with pytest.raises(ImageReadError, match="cut.tif"):
+            read_tiff(path, plans[0])
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 1
