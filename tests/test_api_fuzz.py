@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import unsupseg
-from unsupseg.io import as_rgb_float
+from unsupseg.io import as_float_channels, as_rgb_float
 
 #: Every dtype a caller may plausibly hand over, the unusable ones included.
 DTYPES = st.sampled_from(
@@ -59,10 +59,11 @@ def _explained(error: ValueError) -> None:
     assert "diverged" not in message, message
 
 
-def _usable(image: np.ndarray) -> bool:
-    """Whether ``as_rgb_float`` takes the array (the reference of every entry point)."""
+def _usable(image: np.ndarray, reader=as_rgb_float) -> bool:
+    """Whether ``reader`` takes the array: ``as_rgb_float`` for the RGB entry points,
+    ``as_float_channels`` for ``segment``, which takes any number of bands."""
     try:
-        as_rgb_float(image)
+        reader(image)
     except ValueError:
         return False
     return True
@@ -76,7 +77,7 @@ def test_segment_gives_labels_or_says_why(image):
     except ValueError as error:
         _explained(error)
         return
-    assert _usable(image)
+    assert _usable(image, as_float_channels)
     assert labels.shape == image.shape[:2]
     assert np.issubdtype(labels.dtype, np.integer)
     assert labels.min() == 0 and np.unique(labels).size == labels.max() + 1

@@ -686,13 +686,14 @@ def test_atomic_file_chmod_failure_leaves_nothing(tmp_path, monkeypatch):
     ],
 )  # fmt: skip
 def test_multi_page_and_multi_band_tiffs_are_refused_not_cut(tmp_path, array, kwargs, message):
-    """Before, a stack or a 5-page file gave its first page alone, silently."""
+    """Before, a stack or a 5-page file gave its first page alone, silently; read_image
+    refuses them and names the readers that take them whole (tests/test_shapes_io.py)."""
     import tifffile
 
     tifffile.imwrite(tmp_path / "x.tif", array, **kwargs)
     with pytest.raises(ImageReadError) as error:
         read_image(tmp_path / "x.tif")
-    assert message in str(error.value) and "save" in str(error.value)
+    assert message in str(error.value) and "plan_tiff" in str(error.value)
     # single-page grayscale and RGB TIFFs written by tifffile still read
     tifffile.imwrite(tmp_path / "gray.tif", np.zeros((20, 30), np.uint8))
     tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((20, 30, 3), np.uint8), photometric="rgb")

@@ -18,6 +18,8 @@ GEO = [
     (33550, "d", 3, (10.0, 10.0, 0.0), True),  # ModelPixelScale
     (33922, "d", 6, (0.0, 0.0, 0.0, 500000.0, 4000000.0, 0.0), True),  # ModelTiepoint
     (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633), True),
+    (34737, "s", 0, "WGS 84 / UTM zone 33N|", True),  # GeoAsciiParams
+    (42113, "s", 0, "0", True),  # GDAL_NODATA
 ]
 
 
@@ -75,6 +77,8 @@ def test_an_eight_slice_stack_is_refused_unless_pages_says_how(tmp_path):
     assert main(["segment", str(path), "--pages", "volume", "--out", str(out / "vol"), *FAST]) == 0
     labels, _ = _labels_tif(out / "vol" / "stack")
     assert labels.shape == (8, 24, 32)
+    with tifffile.TiffFile(out / "vol" / "stack" / "labels.tif") as tiff:
+        assert tiff.series[0].axes == "ZYX"  # read back as a volume, not as plain pages
     summary = json.loads((out / "vol" / "stack" / "summary.json").read_text())
     assert summary["depth"] == 8 and summary["rendered_slice"] == 4
     assert summary["parameters"]["volume"] is True
@@ -101,12 +105,33 @@ def test_an_rgb_volume_is_recognised_from_its_axes(tmp_path):
 def test_a_geotiff_keeps_its_transform_and_crs(tmp_path):
     path = tmp_path / "field.tif"
     tifffile.imwrite(path, _noise((24, 32, 3)), photometric="rgb", extratags=GEO)
-    assert {tag[0] for tag in geo_tags(path)} == {33550, 33922, 34735}
+    assert {tag[0] for tag in geo_tags(path)} == {tag[0] for tag in GEO}
     assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 0
     labels, tags = _labels_tif(tmp_path / "out" / "field")
     assert labels.shape == (24, 32)
     for code, _, _, value, _ in GEO:
-        assert tuple(tags[code]) == value
+        assert tags[code] == value if isinstance(value, str) else tuple(tags[code]) == value
+    summary = json.loads((tmp_path / "out" / "field" / "summary.json").read_text())
+    assert summary["geotiff_tags"] == sorted(tag[0] for tag in GEO)
+    # the hierarchy's labels keep them too
+    assert main(["segment", str(path), "--method", "hierarchy", "--segments", "3", "--quiet",
+                 "--out", str(tmp_path / "hier")]) == 0  # fmt: skip
+    assert tuple(_labels_tif(tmp_path / "hier" / "field")[1][33922]) == GEO[1][3]
+
+
+def test_a_geotiff_read_reduced_does_not_get_the_full_size_transform(tmp_path):
+    """Over 2048x2048 with --max-side the file is read reduced: its pixel scale would be
+    wrong for the labels, so no GeoTIFF tag is copied, and the summary says so."""
+    path = tmp_path / "large.tif"
+    tifffile.imwrite(path, _noise((2100, 2050)), photometric="minisblack", extratags=GEO)
+    out = tmp_path / "out"
+    assert main(["segment", str(path), "--max-side", "40", "--method", "tip2020", "--out",
+                 str(out), *FAST]) == 0  # fmt: skip
+    labels, tags = _labels_tif(out / "large")
+    assert labels.shape == (40, 39) and not set(tags) & {33550, 33922, 34735}
+    summary = json.loads((out / "large" / "summary.json").read_text())
+    assert summary["geotiff_tags"].startswith("not copied")
+    assert (summary["file_height"], summary["file_width"]) == (2100, 2050)
 
 
 def test_a_geotiff_read_by_rasterio_keeps_transform_and_crs(tmp_path):
@@ -138,3 +163,56 @@ def test_a_truncated_tiff_stack_is_a_clear_error(tmp_path):
         with pytest.raises(ImageReadError, match="cut.tif"):
             read_tiff(path, plans[0])
     assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 1
+
+
+def test_pages_appended_one_by_one_are_pages_of_one_stack(tmp_path):
+    """tifffile (append=True) and many tools write a stack as one series per page."""
+    path = tmp_path / "appended.tif"
+    data = _noise((3, 12, 16))
+    for page in data:
+        tifffile.imwrite(path, page, append=True)
+    with pytest.raises(ImageReadError, match=r"3 pages .*--pages first\|each\|volume"):
+        plan_tiff(path)
+    with pytest.raises(ImageReadError, match="--pages"):
+        read_image(path)  # not its first page alone
+    (plan,) = plan_tiff(path, "volume")
+    np.testing.assert_array_equal(read_tiff(path, plan), data)
+    each = plan_tiff(path, "each")
+    assert [p.suffix for p in each] == ["-page000", "-page001", "-page002"]
+    for page, plan in zip(data, each, strict=True):
+        np.testing.assert_array_equal(read_tiff(path, plan), page)
+
+
+def test_each_reads_every_page_of_every_series(tmp_path):
+    path = tmp_path / "mixed.tif"
+    stack = np.arange(5 * 6 * 7, dtype=np.uint16).reshape(5, 6, 7)
+    tifffile.imwrite(path, stack)
+    tifffile.imwrite(path, np.ones((4, 4), np.uint16), append=True)
+    with pytest.raises(ImageReadError, match="different shapes"):
+        plan_tiff(path, "volume")
+    plans = plan_tiff(path, "each")
+    assert len(plans) == 6
+    arrays = [read_tiff(path, plan) for plan in plans]
+    for expected, got in zip(stack, arrays, strict=False):
+        np.testing.assert_array_equal(got, expected)
+    assert arrays[5].shape == (4, 4)
+
+
+def test_slices_of_an_imagej_hyperstack_keep_their_channels(tmp_path):
+    path = tmp_path / "zc.tif"
+    data = _noise((4, 2, 10, 12))
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "ZCYX"})
+    (plan,) = plan_tiff(path)
+    assert plan.volume
+    np.testing.assert_array_equal(read_tiff(path, plan), np.moveaxis(data, 1, -1))
+    for z, plan in enumerate(plan_tiff(path, "each")):
+        np.testing.assert_array_equal(read_tiff(path, plan), np.moveaxis(data[z], 0, -1))
+
+
+def test_a_volume_over_the_voxel_limit_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "vol.tif"
+    tifffile.imwrite(path, _noise((6, 10, 10)), metadata={"axes": "ZYX"})
+    (plan,) = plan_tiff(path)
+    with pytest.raises(ImageReadError, match="6x10x10 = 600 voxels"):
+        read_tiff(path, plan, max_pixels=500)
+    assert read_tiff(path, plan, max_pixels=None).shape == (6, 10, 10)

@@ -291,34 +291,33 @@ def read_image(
 
 
 def _check_one_tiff_image(path: Path) -> None:
-    """Refuse a TIFF that holds more than one 2-D grayscale, RGB or RGBA image (several
-    pages: a stack, a volume or bands; or more than 4 samples per pixel), rather than
-    read its first page alone. Files tifffile cannot parse are left to Pillow."""
-    with open(path, "rb") as handle:
-        if handle.read(4) not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-            return
+    """Refuse a TIFF that is not one 2-D grayscale, RGB or RGBA image (plain pages, a
+    volume, or another number of bands: :func:`plan_tiff` says), rather than read its
+    first page or some of its bands alone. Files tifffile cannot parse are left to
+    Pillow."""
+    plans = plan_tiff(path)  # plain pages: refused there, the message names --pages
+    if plans is None:
+        return
     import tifffile
 
-    try:
-        with tifffile.TiffFile(path) as tiff:
-            series = tiff.series[0]  # a pyramid's lower levels and thumbnails are apart
-            pages, shape, axes = len(series.pages), tuple(series.shape), series.axes
-    except Exception:  # noqa: BLE001 -- a file tifffile cannot parse: Pillow's error
-        return
+    with tifffile.TiffFile(path) as tiff:
+        series = tiff.series[0]
+        n_pages, shape, axes = len(series.pages), tuple(series.shape), series.axes
     described = f"axes {axes}, shape {shape}"
-    if pages > 1:
+    if plans[0].volume:
         raise ImageReadError(
-            f"{path}: a TIFF of {pages} pages ({described}), a stack, volume or set of "
-            "bands of which only the first page would be read; `unsupseg segment` reads "
-            "it with --pages first|each|volume (Python: read_tiff)"
+            f"{path}: a TIFF of {n_pages} pages ({described}), a volume, of which "
+            "read_image would read only the first page; read it with plan_tiff and "
+            "read_tiff (CLI: unsupseg segment reads it as a volume)"
         )
-    samples = shape[axes.index("S")] if "S" in axes else 1
-    if samples not in (1, 3, 4):
-        raise ImageReadError(
-            f"{path}: a TIFF of {samples} channels per pixel ({described}), of which only "
-            "some would be read here; `unsupseg segment` reads all its bands (Python: "
-            "read_tiff)"
-        )
+    _, channel = _tiff_axes(axes, shape, path)
+    bands = 1 if channel is None else shape[channel]
+    stored = f"stored as {n_pages} pages " if n_pages > 1 else "per pixel "
+    raise ImageReadError(
+        f"{path}: a TIFF of {bands} channels {stored}({described}), of which read_image "
+        "would keep only some; read them all with plan_tiff and read_tiff (CLI: unsupseg "
+        "segment reads every band)"
+    )
 
 
 #: How ``--pages`` reads a plain multi-page TIFF (:func:`plan_tiff`).
@@ -331,17 +330,20 @@ _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 @dataclass(frozen=True)
 class TiffPlan:
-    """One image to read from a TIFF file (:func:`plan_tiff`, :func:`read_tiff`).
+    """One image or volume to read from a TIFF file (:func:`plan_tiff`, :func:`read_tiff`).
 
     ``suffix`` goes after the file's stem in the output name (``-page003`` for
-    ``--pages each``); ``series`` and ``page`` say what to read (``page`` None: the
-    whole series); ``volume``: the leading axes are read as Z.
+    ``--pages each``). ``series`` and ``page`` say what to read: page ``page`` of series
+    ``series`` (the pages counted over its leading axes), or with ``page`` None the
+    series' one image. ``volume``: the pages of ``n_series`` series from ``series`` on,
+    stacked along Z.
     """
 
     suffix: str
     series: int
     page: int | None
     volume: bool
+    n_series: int = 1
 
 
 def is_tiff(path: str | os.PathLike) -> bool:
@@ -363,19 +365,29 @@ def _tiff_axes(axes: str, shape: tuple[int, ...], path: Path) -> tuple[list[int]
     return leading, (channels[0] if channels else None)
 
 
+def _page_shape(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
+    """The shape of one page of a series, channels last: (Y, X) or (Y, X, C)."""
+    leading, channel = _tiff_axes(axes, shape, path)
+    spatial = tuple(shape[i] for i, axis in enumerate(axes) if axis in "YX")
+    return spatial if channel is None else (*spatial, shape[channel])
+
+
 def plan_tiff(path: str | os.PathLike, pages: str | None = None) -> list[TiffPlan] | None:
     """What to read from a TIFF file, from its header and axes metadata only.
 
     Returns None for a file that :func:`read_image` reads as it is (not a TIFF, one 2-D
     grayscale, RGB or RGBA image, or a file tifffile cannot parse: Pillow's error then).
-    Otherwise, by the axes of its first series (tifffile):
+    Otherwise, by the axes of its series (tifffile; a pyramid's lower levels and
+    thumbnails are not series):
 
-    - one image of 2 or more than 4 bands (``S`` or ``C`` axis): read with all bands;
-    - a ``Z`` axis (``ZYX``, ``ZYXS``, ``ZCYX``): one volume (``pages`` may still read
-      its slices as ``first`` or ``each``);
-    - plain pages (``IYX``, ``QYX``, ``TYX``, several series): refused unless ``pages``
-      is ``first`` (the first page), ``each`` (every page as its own image) or
-      ``volume`` (the pages stacked as Z).
+    - one image of 2 or more than 4 bands (``S`` or ``C`` axis), or bands stored as
+      pages (``CYX``): read with all bands;
+    - one series with a ``Z`` axis (``ZYX``, ``ZYXS``, ``ZCYX``): one volume (``pages``
+      may still read its slices as ``first`` or ``each``);
+    - plain pages (``IYX``, ``QYX``, ``TYX``, or several series, e.g. pages appended one
+      by one or of different shapes): refused unless ``pages`` is ``first`` (the first
+      page), ``each`` (every page of every series as its own image) or ``volume`` (all
+      pages stacked as Z; they must have the same shape).
 
     Raises
     ------
@@ -399,77 +411,146 @@ def plan_tiff(path: str | os.PathLike, pages: str | None = None) -> list[TiffPla
         return None
     if not layouts:
         return None
+    counts = [_series_pages(axes, shape, path) for axes, shape in layouts]
     axes, shape = layouts[0]
     leading, channel = _tiff_axes(axes, shape, path)
-    n_leading = math.prod(shape[i] for i in leading)
     bands = 1 if channel is None else shape[channel]
-    described = f"axes {axes}, shape {shape}"
-    if len(layouts) > 1:  # pages of different shapes: each its own series
-        if pages in (None, "volume"):
-            raise ImageReadError(
-                f"{path}: a TIFF of {len(layouts)} images of different shapes "
-                f"({', '.join(str(s) for _, s in layouts)}); read them with --pages first or "
-                "--pages each (Python: pages='first' or 'each')"
-            )
-        count = 1 if pages == "first" else len(layouts)
-        return [
-            TiffPlan("" if count == 1 else f"-page{i:03d}", i, None, False) for i in range(count)
-        ]
-    if n_leading == 1:
+    if len(layouts) == 1 and counts[0] == 1:
         if bands in (1, 3, 4) and (channel is None or axes[channel] == "S"):
             return None
         return [TiffPlan("", 0, None, False)]
-    is_z = [axes[i] for i in leading] == ["Z"]
+    is_z = len(layouts) == 1 and [axes[i] for i in leading] == ["Z"]
+    total = sum(counts)
+    if len(layouts) == 1:
+        described = f"axes {axes}, shape {shape}"
+    else:
+        described = f"{len(layouts)} series of shapes {', '.join(str(s) for _, s in layouts)}"
     if pages is None and not is_z:
         raise ImageReadError(
-            f"{path}: a TIFF of {n_leading} pages ({described}), a stack, volume or set of "
+            f"{path}: a TIFF of {total} pages ({described}), a stack, volume or set of "
             "bands: choose how to read it with --pages first|each|volume (Python: "
-            "pages='first', 'each' or 'volume')"
+            "plan_tiff(path, pages='first', 'each' or 'volume'))"
         )
     if pages in (None, "volume"):
-        return [TiffPlan("", 0, None, True)]
-    count = 1 if pages == "first" else n_leading
-    return [TiffPlan("" if count == 1 else f"-page{i:03d}", 0, i, False) for i in range(count)]
+        page_shapes = {_page_shape(a, s, path) for a, s in layouts}
+        if len(page_shapes) > 1:
+            raise ImageReadError(
+                f"{path}: a TIFF of {total} pages of different shapes ({described}) cannot "
+                "be stacked as a volume; read them with --pages first or --pages each"
+            )
+        return [TiffPlan("", 0, None, True, len(layouts))]
+    if pages == "first":
+        return [TiffPlan("", 0, None if counts[0] == 1 else 0, False)]
+    plans = []
+    for series, count in enumerate(counts):
+        for page in range(count):
+            plans.append(
+                TiffPlan(f"-page{len(plans):03d}", series, None if count == 1 else page, False)
+            )
+    return plans
 
 
-def read_tiff(path: str | os.PathLike, plan: TiffPlan) -> np.ndarray:
+def read_tiff(
+    path: str | os.PathLike, plan: TiffPlan, *, max_pixels: int | None = MAX_PIXELS
+) -> np.ndarray:
     """Read what ``plan`` (from :func:`plan_tiff`) names, channels last, in the file's
     dtype: (H, W), (H, W, C), or for a volume (Z, Y, X) or (Z, Y, X, C).
+
+    A page of a stack is decoded alone (not the whole stack). A 2-D image is read at
+    full size, whatever its size (``segment(..., max_side=...)`` downscales it); a
+    volume is refused, before decoding, when it has more than ``max_pixels`` voxels
+    (default :data:`MAX_PIXELS`, what :func:`unsupseg.per_image.segment` takes; None:
+    no limit), as volumes are never read reduced.
 
     Raises
     ------
     ImageReadError
-        For a file that cannot be decoded (truncated, corrupt), or one of more than
-        :data:`MAX_DECODE_PIXELS` values.
+        For a file that cannot be decoded (truncated, corrupt), one of more than
+        :data:`MAX_DECODE_PIXELS` values, or a volume over ``max_pixels`` voxels.
+    ConfigError
+        If ``max_pixels`` is not a positive integer or None.
     """
     import tifffile
 
+    _check_limit("max_pixels", max_pixels)
     path = Path(path)
     try:
         with tifffile.TiffFile(path) as tiff:
-            series = tiff.series[plan.series]
-            axes, shape = series.axes, tuple(series.shape)
-            if math.prod(shape) > MAX_DECODE_PIXELS:
-                raise ImageReadError(
-                    f"{path}: {shape} ({axes}) holds more than {MAX_DECODE_PIXELS} values"
-                )
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                array = series.asarray()
+            if plan.volume:
+                chosen = range(plan.series, plan.series + plan.n_series)
+                _check_volume_size(tiff, path, chosen, max_pixels)
+                parts = [_read_series_pages(tiff, path, index, None) for index in chosen]
+                return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return _read_series_pages(tiff, path, plan.series, plan.page)[0]
     except ImageReadError:
         raise
     except MemoryError:
         raise ImageReadError(f"{path}: not enough memory to decode the image") from None
     except Exception as exc:  # noqa: BLE001 -- tifffile raises many kinds
         raise ImageReadError(f"{path}: corrupt or truncated TIFF ({_one_line(exc)})") from None
+
+
+def _series_pages(axes: str, shape: tuple[int, ...], path: Path) -> int:
+    leading, _ = _tiff_axes(axes, shape, path)
+    return math.prod(shape[i] for i in leading)
+
+
+def _check_volume_size(tiff: Any, path: Path, chosen: range, max_pixels: int | None) -> None:
+    """Refuse, from the header, a volume of more than ``max_pixels`` voxels."""
+    if max_pixels is None:
+        return
+    depth, plane = 0, (0, 0)
+    for index in chosen:
+        axes, shape = tiff.series[index].axes, tuple(tiff.series[index].shape)
+        depth += _series_pages(axes, shape, path)
+        plane = _page_shape(axes, shape, path)[:2]
+    voxels = depth * plane[0] * plane[1]
+    if voxels > max_pixels:
+        raise ImageReadError(
+            f"{path}: a volume of {depth}x{plane[0]}x{plane[1]} = {voxels} voxels is over "
+            f"the limit of {max_pixels} voxels; volumes are not read reduced: crop it, or "
+            "read it as 2-D pages with --pages each"
+        )
+
+
+def _read_series_pages(tiff: Any, path: Path, index: int, page: int | None) -> np.ndarray:
+    """Pages ``(n, Y, X[, C])`` of series ``index``: all of them, or page ``page`` alone
+    (n = 1), whose IFDs are decoded without the rest of the series where the leading
+    axes come first (as tifffile writes them)."""
+    series = tiff.series[index]
+    axes, shape = series.axes, tuple(series.shape)
     leading, channel = _tiff_axes(axes, shape, path)
     spatial = [i for i, axis in enumerate(axes) if axis in "YX"]
+    n_pages = _series_pages(axes, shape, path)
+    item_size = math.prod(shape) // max(n_pages, 1)
+    wanted = n_pages if page is None else 1
+    if wanted * item_size > MAX_DECODE_PIXELS:
+        raise ImageReadError(
+            f"{path}: {shape} ({axes}) holds more than {MAX_DECODE_PIXELS} values: the file "
+            "is corrupt or far too large"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ifds = len(series.pages)
+        if (
+            page is not None
+            and leading == list(range(len(leading)))
+            and n_pages > 1
+            and ifds % n_pages == 0
+        ):
+            per_page = ifds // n_pages
+            array = tiff.asarray(
+                key=slice(page * per_page, (page + 1) * per_page), series=index
+            ).reshape(1, *shape[len(leading) :])
+            leading = [0]
+            spatial = [i - len(shape) + array.ndim for i in spatial]
+            channel = None if channel is None else channel - len(shape) + array.ndim
+        else:
+            array = series.asarray()
     order = leading + spatial + ([] if channel is None else [channel])
     array = np.transpose(array, order)
-    array = array.reshape(-1, *array.shape[len(leading):])  # (pages, Y, X[, C])
-    if plan.volume:
-        return array
-    return array[0 if plan.page is None else plan.page]
+    array = array.reshape(-1, *array.shape[len(leading) :])  # (pages, Y, X[, C])
+    return array if page is None or array.shape[0] == 1 else array[page : page + 1]
 
 
 def geo_tags(path: str | os.PathLike) -> list[tuple[int, int, int, Any, bool]]:

@@ -66,7 +66,8 @@ def write_image_outputs(
         Float RGB in [0, 1] (:func:`unsupseg.io.display_rgb` makes one of any bands).
     labels : ndarray of int, shape (H, W) or (Z, Y, X)
         Ids from 0; ``labels.npy`` and ``labels.tif`` hold them in the smallest unsigned
-        type that fits (uint8 up to 256 labels), the TIFF as (Z, Y, X) for a volume.
+        type that fits (uint8 up to 256 labels); the TIFF is deflate-compressed, one page
+        per slice for a volume, with axes ``YX`` or ``ZYX`` in tifffile's metadata.
         The pictures (``labels.png``, ``color.png``, ``overlay.png``, ``panel.png``) of
         a volume show its middle slice, whose index ``summary.json`` gives as
         ``rendered_slice``.
@@ -112,8 +113,10 @@ def write_image_outputs(
     with atomic_directory(folder) as tmp:
         save_label_png(tmp / "labels.png", labels)
         compact = compact_labels(volume_labels)
-        tifffile.imwrite(tmp / "labels.tif", compact, extratags=tiff_tags or (),
-                         photometric="minisblack")  # fmt: skip
+        tifffile.imwrite(
+            tmp / "labels.tif", compact, photometric="minisblack", compression="zlib",
+            metadata={"axes": "ZYX" if compact.ndim == 3 else "YX"}, extratags=tiff_tags or (),
+        )  # fmt: skip
         np.save(tmp / "labels.npy", compact)
         Image.fromarray(colorize(labels)).save(tmp / "color.png")
         Image.fromarray(overlay(picture, labels)).save(tmp / "overlay.png")

@@ -129,12 +129,14 @@ class ImageJob:
     volume: bool = False
     #: GeoTIFF tags of the input, for ``labels.tif`` (:func:`unsupseg.io.geo_tags`).
     tiff_tags: tuple = ()
+    #: Read by :func:`unsupseg.io.read_tiff` (bands, pages, volumes): never reduced.
+    whole: bool = False
 
     def file_size(self, image: np.ndarray) -> dict[str, int]:
         """``file_height`` and ``file_width`` for the summary when the file was read
         reduced (it is over :data:`unsupseg.io.MAX_PIXELS`), else nothing."""
-        if self.path is None or self.volume or image.ndim != 3 or image.shape[2] != 3:
-            return {}  # read whole by tifffile (bands, pages, volumes)
+        if self.path is None or self.whole:
+            return {}
         height, width = image_size(self.path)
         if (height, width) == tuple(image.shape[:2]):
             return {}
@@ -176,7 +178,7 @@ def collect_jobs(
             source = str(path) if not plan.suffix else f"{path} ({plan.suffix[1:]})"
             jobs.append(ImageJob(source, unique_name(path.stem + plan.suffix, used),
                                  partial(read_tiff, path, plan), path, volume=plan.volume,
-                                 tiff_tags=() if plan.volume else tags))  # fmt: skip
+                                 tiff_tags=() if plan.volume else tags, whole=True))  # fmt: skip
     return jobs, failures
 
 

@@ -251,6 +251,22 @@ def _each_image(
     return finish_run(done, n_inputs, args.out, failures)
 
 
+def _geotiff_tags(
+    job: ImageJob, image: np.ndarray, labels: np.ndarray, summary: dict
+) -> list | None:
+    """The input's GeoTIFF tags for ``labels.tif``, only when the labels have the file's
+    full size: a file over 2048x2048 read reduced with --max-side would give them the
+    wrong pixel size. ``summary`` records the tags copied, or why none were."""
+    if not job.tiff_tags:
+        return None
+    if job.file_size(image) or labels.shape != image.shape[:2]:
+        summary["geotiff_tags"] = "not copied: the labels are smaller than the input file"
+        log.warning("%s: GeoTIFF tags not copied to labels.tif (read reduced)", job.source)
+        return None
+    summary["geotiff_tags"] = sorted(int(tag[0]) for tag in job.tiff_tags)
+    return list(job.tiff_tags)
+
+
 def _hierarchy_job(args: argparse.Namespace, job: ImageJob) -> str:
     """``--method hierarchy`` on one image: cut its hierarchy, write its stack and UCM."""
     image = job.load()
@@ -291,6 +307,7 @@ def _hierarchy_job(args: argparse.Namespace, job: ImageJob) -> str:
         _hierarchy_panels(tree, ucm, labels, info["threshold"]),
         summary,
         extras={"hierarchy.npy": tree.stack(THRESHOLDS), "ucm.png": ucm},
+        tiff_tags=_geotiff_tags(job, image, labels, summary),
     )
     return (
         f"{job.source}: {info['n_regions']} regions (threshold {info['threshold']:.3g}, "
@@ -309,10 +326,10 @@ def _optimise_job(args: argparse.Namespace, options: dict, job: ImageJob) -> str
         panels = [("Argmax output", result.labels)]
     summary = image_summary(job.source, image, result, digits=3, **job.file_size(image))
     picture = display_rgb(as_float_channels(image, volume=job.volume))
+    tags = _geotiff_tags(job, image, result.labels, summary)
     folder = write_image_outputs(
-        args.out / job.name, picture, result.labels, panels, summary,
-        tiff_tags=list(job.tiff_tags) if result.labels.shape == image.shape[:2] else None,
-    )  # fmt: skip
+        args.out / job.name, picture, result.labels, panels, summary, tiff_tags=tags
+    )
     return (
         f"{job.source}: {result.n_labels} labels after {result.n_iterations} iterations "
         f"in {result.seconds:.1f} s -> {folder}"
