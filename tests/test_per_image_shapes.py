@@ -118,6 +118,7 @@ def test_precision_is_checked_and_resolved():
         segment(np.zeros((8, 8)), precision="fp16", **FAST)
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_supports_bf16() else "fp32")
+    assert resolve_precision("auto", cpu, "tip2020") == "fp32"  # measured lower in bf16
     assert [resolve_precision(p, cpu) for p in PRECISIONS[1:]] == ["fp32", "bf16"]
 
 

@@ -225,7 +225,7 @@ def segment(
         padding = default_padding(method)
 
     dev = resolve_device(device)
-    precision = resolve_precision(precision, dev)
+    precision = resolve_precision(precision, dev, method)
     started = time.perf_counter()
     try:
         rgb = full_rgb = as_float_channels(image, volume=volume)

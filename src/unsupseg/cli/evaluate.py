@@ -125,8 +125,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="per-image: the network's arithmetic; auto: bf16 autocast on CPUs with AMX or "
-        "AVX512-BF16, else fp32",
+        help="per-image: the network's arithmetic; auto: bf16 autocast for kanezaki2018 "
+        "(per-image) on CPUs with AMX or AVX512-BF16, else fp32",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)

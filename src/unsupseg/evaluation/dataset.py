@@ -337,7 +337,7 @@ def evaluate_dataset(
     if method in PER_IMAGE_METHODS:
         from unsupseg.device import resolve_device, resolve_precision  # loads torch
 
-        chosen = resolve_precision(precision, resolve_device(device))
+        chosen = resolve_precision(precision, resolve_device(device), PER_IMAGE_METHODS[method])
         settings.update(max_side=max_side, max_iter=max_iter, seed=seed, precision=chosen)
     if method == "kmeans":
         settings["seed"] = seed
