@@ -239,3 +239,31 @@ def test_ranks_split_the_inputs(last, images, tmp_path, monkeypatch):
                  "--out", str(out), "--quiet", "--device", "cpu"])  # fmt: skip
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["img1", "img3"]
+
+
+def test_predict_refuses_volumes_and_bands_it_cannot_take_and_reads_pages(last, tmp_path, capsys):
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    stack, volume, bands = tmp_path / "stack.tif", tmp_path / "volume.tif", tmp_path / "bands.tif"
+    tifffile.imwrite(stack, rng.integers(0, 256, (8, 32, 32), dtype=np.uint8))
+    tifffile.imwrite(volume, rng.integers(0, 256, (6, 32, 32), dtype=np.uint8),
+                     metadata={"axes": "ZYX"})  # fmt: skip
+    tifffile.imwrite(bands, rng.integers(0, 256, (32, 32, 5), dtype=np.uint8),
+                     photometric="minisblack", planarconfig="contig")  # fmt: skip
+    out = tmp_path / "o"
+    args = ["predict", str(stack), str(volume), str(bands), "--checkpoint", str(last),
+            "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "--pages" in err and "a volume of shape (6, 32, 32)" in err
+    assert "5 bands; this checkpoint takes 3-channel images" in err
+    assert not out.exists() or not list(out.iterdir())  # nothing half-done
+    # --pages each predicts every page of the stack and every slice of the volume.
+    assert main([*args[:3], "--pages", "each", *args[4:]]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"stack-page{i:03d}" for i in range(8)] + [
+        f"volume-page{i:03d}" for i in range(6)
+    ]  # fmt: skip
+    labels = np.load(out / "volume-page003" / "labels.npy")
+    assert labels.shape == (32, 32)

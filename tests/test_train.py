@@ -51,7 +51,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SETTINGS_KEYS = [
     "preset", "out", "dataset", "data_root", "split", "val_split", "limit", "val_limit",
     "epochs", "lr", "batch_size", "optimizer", "momentum", "lr_step_size", "lr_gamma",
-    "aux_weight", "q", "crop_size", "image_size", "refine", "slic_segments",
+    "aux_weight", "q", "padding", "crop_size", "image_size", "refine", "slic_segments",
     "slic_compactness", "label_slic_segments", "label_slic_compactness", "seed", "log_every",
     "figures_every", "checkpoint_every", "device", "precision", "deterministic",
     "num_workers", "slic_workers", "cache_dir", "resume", "quiet",
@@ -419,7 +419,8 @@ def test_checkpoints_load_with_weights_only_and_reproduce_the_run(autoencoder_ru
     checkpoint = load_checkpoint(checkpoints / "model-last.pt", "cpu")
     model, info = checkpoint.model, checkpoint.info
     assert not model.training and model.q == 16
-    assert info.preset == "autoencoder-cifar10" and info.model_overrides == {"q": 16}
+    assert info.preset == "autoencoder-cifar10"
+    assert info.model_overrides == {"q": 16, "padding": "zeros"}
     assert info.image_size == 32 and info.refine["method"] == "superpixel-vote"
     assert info.epoch == 2 and info.global_step == 4 and info.metrics["monitor"] == "val/loss"
     assert info.settings == json.loads((autoencoder_run / "config.json").read_text())["settings"]

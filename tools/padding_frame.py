@@ -23,14 +23,8 @@ import torch
 
 from unsupseg.data import open_dataset
 from unsupseg.evaluation.scoring import score_prediction
+from unsupseg.metrics import border_frame
 from unsupseg.per_image import METHODS, segment
-
-
-def frame(labels: np.ndarray) -> float:
-    """Share of border pixels whose label differs from the pixel two inside."""
-    sides = [labels[0] != labels[2], labels[-1] != labels[-3],
-             labels[:, 0] != labels[:, 2], labels[:, -1] != labels[:, -3]]  # fmt: skip
-    return float(np.concatenate(sides).mean())
 
 
 def main() -> None:
@@ -52,7 +46,7 @@ def main() -> None:
             labels = segment(image, args.method, max_side=args.max_side, max_iter=args.max_iter,
                              seed=0, padding=padding, device="cpu")  # fmt: skip
             row = score_prediction(dataset, index, labels)
-            row["frame"] = frame(labels)
+            row["frame"] = border_frame(labels)
             row["seconds"] = time.perf_counter() - started
             scored.append(row)
     keys = ("pri", "vi", "n_segments", "frame", "seconds")

@@ -44,6 +44,7 @@ __all__ = [
     "boundary_prf_terms",
     "bsds_miou",
     "bsds_miou_terms",
+    "border_frame",
     "connected_components",
     "correspond_pixels",
     "hungarian_confusion",
@@ -160,6 +161,29 @@ def connected_components(labels: np.ndarray) -> np.ndarray:
     # +1 so that no pixel is skimage's background 0; connectivity=1 is the 4-neighbourhood.
     components = _sk_label(dense.reshape(labels.shape) + 1, background=0, connectivity=1)
     return components.astype(np.int64) - 1
+
+
+def border_frame(labels: np.ndarray, inset: int = 2) -> float:
+    """Share of border pixels whose label differs from the pixel ``inset`` inside.
+
+    A network padded with zeros tends to give the outermost pixels a label of their own,
+    a frame one or two pixels wide; this measures it (near 0 without a frame).
+
+    Examples
+    --------
+    >>> labels = np.zeros((6, 6), int)
+    >>> border_frame(labels)
+    0.0
+    >>> labels[0] = 1  # the top row has its own label
+    >>> border_frame(labels)
+    0.25
+    """
+    labels = _as_labels(labels, "labels")
+    if min(labels.shape) <= inset:
+        raise ValueError(f"labels of shape {labels.shape} have no pixel {inset} inside")
+    sides = [labels[0] != labels[inset], labels[-1] != labels[-1 - inset],
+             labels[:, 0] != labels[:, inset], labels[:, -1] != labels[:, -1 - inset]]  # fmt: skip
+    return float(np.concatenate(sides).mean())
 
 
 def best_iou_per_segment(

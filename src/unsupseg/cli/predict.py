@@ -95,6 +95,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "fixed image size always resize to it); files over 2048x2048 pixels are read "
         "reduced to it, and their outputs have the reduced size",
     )
+    parser.add_argument(
+        "--pages",
+        choices=("first", "each"),
+        default=None,
+        help="how to read a plain multi-page TIFF or the slices of a volume: first (its "
+        "first page) or each (every page as its own image, OUT/<name>-pageNNN); default: "
+        "refuse it. A trained model segments 2-D images: segment volumes with `unsupseg "
+        "segment`",
+    )
     parser.add_argument("--seed", type=seed, default=0, help="seed of --finetune")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -130,6 +139,25 @@ def _predict_chunk(
         return [_predict_chunk(args, checkpoint, [item])[0] for item in chunk]
 
 
+def _fitting(job: ImageJob, image: np.ndarray, in_channels: int) -> np.ndarray:
+    """``image``, or ImageReadError when a 2-D model of ``in_channels`` channels cannot
+    take it (a volume, or another number of bands), with what to do instead."""
+    if job.volume:
+        raise ImageReadError(
+            f"{job.source}: a volume of shape {image.shape}; a trained model segments 2-D "
+            "images: predict its slices with --pages first|each, or segment it in 3-D with "
+            "`unsupseg segment` (the per-image methods take volumes)"
+        )
+    bands = 1 if image.ndim == 2 else image.shape[-1]
+    if bands not in (1, 3, 4) or (in_channels != 3 and bands != in_channels):
+        raise ImageReadError(
+            f"{job.source}: {bands} bands; this checkpoint takes {in_channels}-channel "
+            "images (grayscale and RGBA are converted to RGB): segment it with `unsupseg "
+            "segment`, whose per-image methods take any number of bands"
+        )
+    return image
+
+
 def run(args: argparse.Namespace) -> int:
     """Segment this rank's share of the inputs; 0 when all succeeded, 1 when some
     failed (a checkpoint that cannot be read raises CheckpointError: exit 2)."""
@@ -140,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     sweep_stale_temporaries(args.out)
     checkpoint = load_checkpoint(args.checkpoint, device)
-    jobs, failures = collect_jobs(args.inputs, max_side=args.max_side)
+    jobs, failures = collect_jobs(args.inputs, max_side=args.max_side, pages=args.pages)
     mine = jobs[rank::world]
     failures = failures if rank == 0 else []
     n_inputs = len(mine) + len(failures)
@@ -157,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         chunk = []
         for job in mine[start : start + args.batch_size]:
             try:
-                chunk.append((job, job.load()))
+                chunk.append((job, _fitting(job, job.load(), checkpoint.model.fcn.in_channels)))
             except ImageReadError as exc:
                 failures.append((job.source, str(exc)))
                 log.error("failed: %s", exc)

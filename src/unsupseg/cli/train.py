@@ -16,6 +16,7 @@ from pathlib import Path
 import unsupseg.training
 from unsupseg.cli.common import number, seed
 from unsupseg.models import PRESETS
+from unsupseg.models.blocks import PADDINGS
 from unsupseg.refine import REFINEMENTS
 from unsupseg.training.config import DATASET_CHOICES, OPTIMIZERS, PRECISIONS, TrainConfig
 
@@ -115,6 +116,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--q",
         type=number(int, 2),
         help="output channels of the FCN: the most labels possible",
+    )
+    algo.add_argument(
+        "--padding",
+        choices=PADDINGS,
+        help="border padding of the FCN's convolutions (default: the preset's, replicate "
+        "for the photos presets, zeros for the thesis'; zeros trains a frame of its own "
+        "label along the border of photos)",
     )
     algo.add_argument(
         "--crop-size",

@@ -101,6 +101,7 @@ def autoencoder_net(
     q: int | None = None,
     widths: Sequence[int] = AUTOENCODER_WIDTHS,
     in_channels: int = 3,
+    padding: str = "zeros",
 ) -> AutoencoderNet:
     """Build an :class:`AutoencoderNet`.
 
@@ -114,6 +115,8 @@ def autoencoder_net(
         Encoder widths of the autoencoder (default the thesis' ``(12, 24, 48, 96)``).
     in_channels : int
         Image channels; the reconstruction has as many.
+    padding : {"zeros", "reflect", "replicate"}
+        Border padding of the FCN's blocks.
     """
-    fcn = FCN(fcn_layers_with_q(fcn_layers, q), in_channels=in_channels)
+    fcn = FCN(fcn_layers_with_q(fcn_layers, q), in_channels=in_channels, padding=padding)
     return AutoencoderNet(fcn, ConvAutoencoder(fcn.q, widths, out_channels=in_channels))

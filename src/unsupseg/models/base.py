@@ -41,7 +41,11 @@ class BaseNet(nn.Module):
 
 
 def base_net(
-    fcn_layers: Sequence[LayerSpec] = BASE_FCN_LAYERS, *, q: int | None = None, in_channels: int = 3
+    fcn_layers: Sequence[LayerSpec] = BASE_FCN_LAYERS,
+    *,
+    q: int | None = None,
+    in_channels: int = 3,
+    padding: str = "zeros",
 ) -> BaseNet:
     """Build a :class:`BaseNet`.
 
@@ -54,5 +58,7 @@ def base_net(
         Output channels; replaces the last layer's ``out_channels`` when given.
     in_channels : int
         Image channels.
+    padding : {"zeros", "reflect", "replicate"}
+        Border padding of the FCN's blocks.
     """
-    return BaseNet(FCN(fcn_layers_with_q(fcn_layers, q), in_channels=in_channels))
+    return BaseNet(FCN(fcn_layers_with_q(fcn_layers, q), in_channels=in_channels, padding=padding))

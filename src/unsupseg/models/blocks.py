@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from torch import nn
 
+#: ``padding_mode`` values of :func:`conv_block` (those of :class:`torch.nn.Conv2d` that
+#: keep the borders' statistics or not: zeros is the thesis', replicate the photos presets').
+PADDINGS = ("zeros", "reflect", "replicate")
+
 
 def _check_channels(i: int, o: int) -> None:
     if i < 1 or o < 1:
@@ -15,7 +19,12 @@ def _check_channels(i: int, o: int) -> None:
 
 
 def conv_block(
-    in_channels: int, out_channels: int, kernel_size: int, relu: bool = True, dilation: int = 1
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    relu: bool = True,
+    dilation: int = 1,
+    padding: str = "zeros",
 ) -> nn.Sequential:
     """``C(i, o, k)``: Conv2d (stride 1, "same" padding) + BatchNorm2d (+ ReLU).
 
@@ -30,6 +39,10 @@ def conv_block(
         ``False`` gives ``C*``, the FCN output layer: conv + BatchNorm with no ReLU.
     dilation : int
         Dilation of the convolution (1 in all the thesis' presets).
+    padding : {"zeros", "reflect", "replicate"}
+        How the border is padded (:data:`PADDINGS`). Zeros give the border pixels a
+        response of their own, a frame of one label along the edge once trained;
+        replicate does not. No choice changes the parameters.
 
     Returns
     -------
@@ -43,6 +56,8 @@ def conv_block(
         )
     if dilation < 1:
         raise ValueError(f"dilation must be >= 1; got {dilation}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}; got {padding!r}")
     layers: list[nn.Module] = [
         nn.Conv2d(
             in_channels,
@@ -51,6 +66,7 @@ def conv_block(
             stride=1,
             padding=dilation * (kernel_size // 2),
             dilation=dilation,
+            padding_mode=padding,
         ),
         nn.BatchNorm2d(out_channels),
     ]

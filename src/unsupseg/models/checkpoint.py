@@ -257,7 +257,9 @@ def load_checkpoint(
             f"not the {architecture!r} architecture asked for"
         )
     try:
-        model = build_model(info.preset, init=False, backbone_weights=False, **info.model_overrides)
+        # checkpoints that do not record their padding predate the setting: zeros
+        overrides = {"padding": "zeros", **info.model_overrides}
+        model = build_model(info.preset, init=False, backbone_weights=False, **overrides)
         model.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(

@@ -255,6 +255,7 @@ def classifier_net(
     multi_label: bool = False,
     q: int | None = None,
     in_channels: int = 3,
+    padding: str = "zeros",
 ) -> ClassifierNet:
     """Build a :class:`ClassifierNet` (torch's default initialisation, no weights loaded).
 
@@ -274,8 +275,10 @@ def classifier_net(
         Output channels of the FCN; replaces the last layer's ``out_channels`` when given.
     in_channels : int
         Image channels.
+    padding : {"zeros", "reflect", "replicate"}
+        Border padding of the FCN's blocks.
     """
-    fcn = FCN(fcn_layers_with_q(fcn_layers, q), in_channels=in_channels)
+    fcn = FCN(fcn_layers_with_q(fcn_layers, q), in_channels=in_channels, padding=padding)
     return ClassifierNet(fcn, build_head(head, fcn.q, n_classes, image_size), multi_label)
 
 

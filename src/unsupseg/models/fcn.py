@@ -69,6 +69,8 @@ class FCN(nn.Module):
         kept). The last block has no ReLU and its ``out_channels`` is ``q``.
     in_channels : int
         Channels of the input image (3 for RGB).
+    padding : {"zeros", "reflect", "replicate"}
+        Border padding of every block (:func:`~unsupseg.models.blocks.conv_block`).
 
     Attributes
     ----------
@@ -86,7 +88,9 @@ class FCN(nn.Module):
     torch.Size([2, 32, 37, 50])
     """
 
-    def __init__(self, layers: Sequence[LayerSpec], in_channels: int = 3) -> None:
+    def __init__(
+        self, layers: Sequence[LayerSpec], in_channels: int = 3, padding: str = "zeros"
+    ) -> None:
         super().__init__()
         specs = [_normalise_layer(i, spec) for i, spec in enumerate(layers)]
         if not specs:
@@ -100,11 +104,15 @@ class FCN(nn.Module):
         for i, (out_channels, kernel_size, dilation) in enumerate(specs):
             last = i == len(specs) - 1
             blocks.append(
-                conv_block(channels, out_channels, kernel_size, relu=not last, dilation=dilation)
-            )
+                conv_block(
+                    channels, out_channels, kernel_size, relu=not last, dilation=dilation,
+                    padding=padding,
+                )
+            )  # fmt: skip
             channels = out_channels
         self.layers = nn.Sequential(*blocks)
         self.in_channels = in_channels
+        self.padding = padding
         self.q = channels
         self.receptive_field = 1 + sum(d * (k - 1) for _, k, d in specs)
 

@@ -28,7 +28,7 @@ from torch import nn
 from unsupseg.errors import ConfigError
 from unsupseg.models.autoencoder import AUTOENCODER_WIDTHS, autoencoder_net
 from unsupseg.models.base import base_net
-from unsupseg.models.blocks import xavier_init_
+from unsupseg.models.blocks import PADDINGS, xavier_init_
 from unsupseg.models.classifier import HEADS, ResNet50Head, classifier_net, load_resnet50_weights
 from unsupseg.models.fcn import (
     BASE_FCN_LAYERS,
@@ -81,6 +81,10 @@ class Preset:
     aux_weight : float
         Weight of the classifier or reconstruction loss; the segmentation loss has
         weight 1 (the thesis' 1:1).
+    padding : {"zeros", "reflect", "replicate"}
+        Border padding of the FCN's convolutions: zeros in the thesis' presets; replicate
+        in the photos presets, where zeros trained a frame of its own label along the
+        border of most photos (README, "No frame at the border").
     from_thesis : bool
         Whether the preset is the thesis' (False for the photos presets).
     notes : str
@@ -106,6 +110,7 @@ class Preset:
     lr_step_size: int = 10
     lr_gamma: float = 0.1
     aux_weight: float = 1.0
+    padding: str = "zeros"
     from_thesis: bool = True
     notes: str = ""
 
@@ -114,6 +119,8 @@ class Preset:
             raise ValueError(
                 f"architecture must be one of {', '.join(ARCHITECTURES)}; got {self.architecture!r}"
             )
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}; got {self.padding!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}"
@@ -225,6 +232,7 @@ def _make_presets() -> dict[str, Preset]:
             optimizer="adam",
             lr_step_size=10,
             lr_gamma=0.5,
+            padding="replicate",
             from_thesis=False,
             notes=_PHOTO_NOTES,
             **_DATASET_INFO[dataset],
@@ -262,6 +270,7 @@ def build_custom(
     multi_label: bool = False,
     autoencoder_widths: Sequence[int] = AUTOENCODER_WIDTHS,
     in_channels: int = 3,
+    padding: str = "zeros",
     init: bool = True,
     backbone_weights: bool | str | os.PathLike = True,
 ) -> nn.Module:
@@ -287,6 +296,8 @@ def build_custom(
         Encoder widths of the autoencoder.
     in_channels : int
         Image channels.
+    padding : {"zeros", "reflect", "replicate"}
+        Border padding of the FCN (:func:`~unsupseg.models.blocks.conv_block`).
     init : bool
         Apply Xavier initialisation (:func:`~unsupseg.models.blocks.xavier_init_`), drawn
         from torch's global generator: seed it first for a reproducible model.
@@ -303,7 +314,7 @@ def build_custom(
     """
     layers = fcn_layers_with_q(fcn_layers, q)
     if architecture == "base":
-        model = base_net(layers, in_channels=in_channels)
+        model = base_net(layers, in_channels=in_channels, padding=padding)
     elif architecture == "classifier":
         if n_classes is None:
             raise ValueError("the classifier architecture needs n_classes")
@@ -314,9 +325,12 @@ def build_custom(
             image_size=image_size,
             multi_label=multi_label,
             in_channels=in_channels,
+            padding=padding,
         )
     elif architecture == "autoencoder":
-        model = autoencoder_net(layers, widths=autoencoder_widths, in_channels=in_channels)
+        model = autoencoder_net(
+            layers, widths=autoencoder_widths, in_channels=in_channels, padding=padding
+        )
     else:
         raise ValueError(
             f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
@@ -340,6 +354,7 @@ _OVERRIDABLE = (
     "image_size",
     "multi_label",
     "autoencoder_widths",
+    "padding",
     "in_channels",
 )
 
@@ -363,7 +378,8 @@ def build_model(
         See :func:`build_custom` (``classifier-voc2012`` only).
     **overrides
         Any of ``q``, ``fcn_layers``, ``n_classes``, ``n_outputs``, ``head``,
-        ``image_size``, ``multi_label``, ``autoencoder_widths``, ``in_channels``.
+        ``image_size``, ``multi_label``, ``autoencoder_widths``, ``padding``,
+        ``in_channels``.
         ``q`` changes the FCN's output channels (and the head's input).
 
     Returns
@@ -398,6 +414,7 @@ def build_model(
         multi_label=spec.multi_label,
         autoencoder_widths=spec.autoencoder_widths,
         in_channels=in_channels,
+        padding=spec.padding,
         init=init,
         backbone_weights=backbone_weights,
     )

@@ -23,6 +23,7 @@ from unsupseg.data.locate import default_data_root
 from unsupseg.device import resolve_device
 from unsupseg.errors import ConfigError
 from unsupseg.models import get_preset
+from unsupseg.models.blocks import PADDINGS
 from unsupseg.refine import REFINEMENTS
 from unsupseg.run_folder import CONFIG_NAME, read_run_folder
 
@@ -121,6 +122,9 @@ class TrainConfig:
         Weight of the classifier or reconstruction loss (the segmentation loss has 1).
     q : int, optional
         Output channels of the FCN: the most labels possible.
+    padding : {"zeros", "reflect", "replicate"}, optional
+        Border padding of the FCN (default: the preset's; a resumed run keeps its own,
+        zeros for runs that did not record one).
     crop_size : int, optional
         Side of the random square training crops; 0 = whole images. Default: the
         preset's (160 for the photos presets, whole images for the thesis' presets).
@@ -205,6 +209,7 @@ class TrainConfig:
     lr_gamma: float | None = None
     aux_weight: float | None = None
     q: int | None = None
+    padding: str | None = None
     crop_size: int | None = None
     image_size: int | None = None
     refine: str | None = None
@@ -301,6 +306,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     _check_choice("refine", config.refine, REFINEMENTS)
     _check_choice("optimizer", config.optimizer, OPTIMIZERS)
     _check_choice("precision", config.precision, PRECISIONS)
+    _check_choice("padding", config.padding, PADDINGS)
     _check_numbers(config)
     if config.image_size not in (None, preset.image_size):
         raise ConfigError(
@@ -380,6 +386,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         lr_gamma=pick("lr_gamma", preset.lr_gamma),
         aux_weight=pick("aux_weight", preset.aux_weight),
         q=pick("q", preset.q),
+        # a stored run without the key predates the setting and was trained with zeros
+        padding=pick("padding", "zeros" if stored else preset.padding),
         crop_size=crop,
         image_size=preset.image_size,
         refine=refine,
@@ -405,6 +413,11 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if stored and stored.get("q") != resolved.q:
         raise ConfigError(
             f"{out} was trained with q={stored.get('q')}; cannot resume with q={resolved.q}"
+        )
+    if stored and stored.get("padding", "zeros") != resolved.padding:
+        raise ConfigError(
+            f"{out} was trained with padding={stored.get('padding', 'zeros')}; cannot resume "
+            f"with padding={resolved.padding}"
         )
     _check_numbers(resolved)  # the stored run's values too (a config.json edited by hand)
     return resolved

@@ -117,7 +117,7 @@ def checkpoint_info(
         architecture=preset.architecture,
         dataset=preset.dataset,
         q=int(config.q),
-        model_overrides={"q": int(config.q)},
+        model_overrides={"q": int(config.q), "padding": config.padding},
         image_size=config.image_size,
         crop_size=config.crop_size,
         multi_label=bool(preset.multi_label),

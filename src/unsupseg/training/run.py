@@ -279,7 +279,8 @@ def train(config: TrainConfig) -> TrainResult:
     info = checkpoint_info(config, train_set, val_description)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    model = build_model(preset, q=config.q)  # Xavier init from the seeded generator
+    # Xavier init from the seeded generator
+    model = build_model(preset, q=config.q, padding=config.padding)
     module = SegmentationModule(
         model,
         refine=config.refine,
