@@ -255,4 +255,5 @@ def test_cli_segment_hierarchy_writes_nested_stack(tmp_path, blocks_image):
     )
     with pytest.raises(SystemExit):
         main(["segment", str(path), "--method", "hierarchy", "--level", "nan"])
-    assert main(["segment", str(path), "--segments", "3", "--out", str(out)]) == 2
+    with pytest.raises(SystemExit):  # --segments K of every method: K >= 1
+        main(["segment", str(path), "--method", "hierarchy", "--segments", "0"])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from unsupseg.metrics import segmentation_covering
+from unsupseg.regions import greedy_merge
 from unsupseg.ucm.build import HierarchyConfig, build_hierarchy, compute_leaves
 from unsupseg.ucm.cues import boundary_strength, spectral_strength
-from unsupseg.ucm.tree import greedy_merge
 
 
 def _step(h=40, w=60):

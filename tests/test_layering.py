@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("superpixels",),
     ("data",),
-    ("refine",),
+    ("refine", "regions"),
     ("models",),
     ("algorithm",),
     ("per_image", "inference", "training"),

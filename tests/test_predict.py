@@ -267,3 +267,27 @@ def test_predict_refuses_volumes_and_bands_it_cannot_take_and_reads_pages(last, 
     ]  # fmt: skip
     labels = np.load(out / "volume-page003" / "labels.npy")
     assert labels.shape == (32, 32)
+
+
+def test_predict_gives_exactly_k_connected_regions(last, images, tmp_path):
+    from unsupseg.regions import connected_leaves
+
+    checkpoint = load_checkpoint(last, "cpu")
+    image = read_image(images / "val" / "img0.png")
+    plain = predict(checkpoint, image)
+    n = int(connected_leaves(plain).max()) + 1
+    assert n >= 2
+    for k in (1, n - 1, n):
+        labels = predict(checkpoint, image, segments=k)
+        assert sorted(np.unique(labels).tolist()) == list(range(k))
+        assert connected_leaves(labels).max() + 1 == k
+    connected = predict(checkpoint, image, connected=True)
+    assert len(np.unique(connected)) == n
+    with pytest.raises(ConfigError, match=f"has {n} connected regions"):
+        predict(checkpoint, image, segments=n + 1)
+    out = tmp_path / "o"
+    assert main(["predict", str(images / "val" / "img0.png"), "--checkpoint", str(last),
+                 "--segments", "1", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert not np.load(out / "img0" / "labels.npy").any()
+    assert main(["predict", str(images / "val" / "img0.png"), "--checkpoint", str(last),
+                 "--segments", "999999", "--out", str(tmp_path / "p"), "--quiet"]) == 1  # fmt: skip

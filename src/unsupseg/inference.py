@@ -30,6 +30,7 @@ from unsupseg.per_image import (
     optimise_on_image,
 )
 from unsupseg.refine import majority_labels
+from unsupseg.regions import connected_leaves, regions_to_k
 from unsupseg.superpixels import slic_superpixels
 
 __all__ = [
@@ -104,6 +105,8 @@ def predict_batch(
     finetune: int = 0,
     finetune_lr: float | None = None,
     max_side: int | None = None,
+    segments: int | None = None,
+    connected: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> list[SegmentationResult]:
@@ -128,6 +131,12 @@ def predict_batch(
     max_side : int, optional
         Downscale full-resolution images (photos presets) to this longer side; presets
         with a fixed image size always resize to it.
+    segments : int, optional
+        Return exactly this many 4-connected regions at the input's size
+        (:func:`unsupseg.regions.regions_to_k`: connected regions merged, weakest
+        colour boundary first).
+    connected : bool
+        Split every label into its 4-connected regions (implied by ``segments``).
     seed : int
         Seeds fine-tuning (the dropout of a classifier head).
     progress : bool
@@ -170,6 +179,8 @@ def predict_batch(
         check_number("finetune_lr", finetune_lr, minimum=0, exclusive_minimum=True)
     if max_side is not None:
         check_number("max_side", max_side, minimum=2, integer=True)
+    if segments is not None:
+        check_number("segments", segments, minimum=1, integer=True)
     check_seed(seed)
     model, info = checkpoint.model, checkpoint.info
     device = next(model.parameters()).device
@@ -206,6 +217,13 @@ def predict_batch(
                 seed=seed,
                 progress=progress,
             )
+    if segments is not None or connected:
+        for index, result in enumerate(results):
+            if segments is not None:
+                result.labels = regions_to_k(result.labels, segments, as_rgb_float(images[index]))
+            else:
+                result.labels = connected_leaves(result.labels)
+            result.params.update(segments=segments, connected=True)
     return results  # type: ignore[return-value]
 
 
@@ -217,6 +235,8 @@ def predict(
     finetune: int = 0,
     finetune_lr: float | None = None,
     max_side: int | None = None,
+    segments: int | None = None,
+    connected: bool = False,
     seed: int = 0,
     progress: bool = False,
 ) -> np.ndarray:
@@ -228,7 +248,7 @@ def predict(
         From :func:`unsupseg.load_checkpoint`.
     image : ndarray
         (H, W) grayscale, (H, W, 3) RGB or (H, W, 4) RGBA, any numeric dtype.
-    refine, finetune, finetune_lr, max_side, seed, progress
+    refine, finetune, finetune_lr, max_side, segments, connected, seed, progress
         As for :func:`predict_batch`.
 
     Returns
@@ -256,6 +276,8 @@ def predict(
         finetune=finetune,
         finetune_lr=finetune_lr,
         max_side=max_side,
+        segments=segments,
+        connected=connected,
         seed=seed,
         progress=progress,
     )

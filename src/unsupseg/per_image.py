@@ -39,6 +39,7 @@ from unsupseg.device import PRECISIONS, resolve_device, resolve_precision
 from unsupseg.errors import ConfigError
 from unsupseg.io import MAX_PIXELS, as_float_channels, resize_nearest
 from unsupseg.models.kanezaki import PADDINGS, KanezakiNet
+from unsupseg.regions import connected_leaves, regions_to_k
 from unsupseg.superpixels import slic_superpixels
 
 METHODS = ("kanezaki2018", "tip2020", "dynaseg-fsf", "dynaseg-scf")
@@ -103,6 +104,8 @@ def segment(
     padding: str = "auto",
     volume: bool = False,
     precision: str = "auto",
+    segments: int | None = None,
+    connected: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
     return_details: bool = False,
@@ -169,6 +172,13 @@ def segment(
         Arithmetic of the network (:func:`network_forward`). ``auto`` is
         :func:`unsupseg.device.resolve_precision`: bfloat16 autocast where the device
         computes it natively and it was measured to give the same scores, else fp32.
+    segments : int, optional
+        Return exactly this many 4-connected regions: the labels are split into their
+        connected regions, then adjacent ones are merged, weakest colour boundary first
+        (:func:`unsupseg.regions.regions_to_k`). 2-D images only.
+    connected : bool
+        Split every label into its 4-connected regions (6-connected in a volume), so
+        that one id never covers two separate places. Implied by ``segments``.
     seed : int
         Seeds the network's initialisation: on the CPU, the same seed gives the same
         labels run to run.
@@ -219,8 +229,12 @@ def segment(
     )  # fmt: skip
     if scribble is not None and method != "tip2020":
         raise ConfigError("scribbles are used by method='tip2020' only")
-    if volume and (scribble is not None or max_side is not None):
-        raise ConfigError("a volume takes neither scribbles nor max_side (2-D images only)")
+    if volume and (scribble is not None or max_side is not None or segments is not None):
+        raise ConfigError(
+            "a volume takes neither scribbles, max_side nor segments (2-D images only)"
+        )
+    if segments is not None:
+        check_number("segments", segments, minimum=1, integer=True)
     if padding == "auto":
         padding = default_padding(method)
 
@@ -339,6 +353,10 @@ def segment(
         argmax_ids = resize_nearest(argmax_ids, original_shape)
         if superpixels_out is not None:
             superpixels_out = resize_nearest(superpixels_out, original_shape)
+    if segments is not None:
+        labels = regions_to_k(labels, segments, full_rgb)
+    elif connected:
+        labels = connected_leaves(labels)
     if not return_details:
         return labels
     params = dict(
@@ -360,6 +378,8 @@ def segment(
         volume=volume,
         channels=int(rgb.shape[-1]),
         precision=precision,
+        segments=segments,
+        connected=bool(connected or segments is not None),
         seed=seed,
         device=str(dev),
     )

@@ -271,3 +271,24 @@ def finish_run(done: int, n_inputs: int, out: Path, failures: list[tuple[str, st
         log.error("nothing to segment")
         return 1
     return 0
+
+
+def add_region_arguments(parser: argparse.ArgumentParser, hierarchy: bool = False) -> None:
+    """``--segments K`` and ``--connected``, as ``segment`` and ``predict`` take them
+    (:func:`unsupseg.regions.regions_to_k`)."""
+    cut = "hierarchy cuts its tree (overrides --level); the other methods split " * hierarchy
+    parser.add_argument(
+        "--segments",
+        type=number(int, 1),
+        default=None,
+        help=f"exactly this many 4-connected regions: {cut or 'the labels are split '}"
+        f"{'their labels ' if hierarchy else ''}into connected regions, then adjacent ones "
+        "merged, weakest colour boundary first (2-D images only)",
+    )
+    parser.add_argument(
+        "--connected",
+        action="store_true",
+        help="split every label into its 4-connected regions, so that one colour never "
+        "covers two separate places (implied by --segments"
+        f"{'; hierarchy regions always are' if hierarchy else ''})",
+    )

@@ -20,6 +20,7 @@ from unsupseg.checks import check_output_folder
 from unsupseg.cli.common import (
     HelpFormatter,
     ImageJob,
+    add_region_arguments,
     collect_jobs,
     failure_message,
     finish_run,
@@ -95,6 +96,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "fixed image size always resize to it); files over 2048x2048 pixels are read "
         "reduced to it, and their outputs have the reduced size",
     )
+    add_region_arguments(parser)
     parser.add_argument(
         "--pages",
         choices=("first", "each"),
@@ -130,6 +132,8 @@ def _predict_chunk(
             finetune=args.finetune,
             finetune_lr=args.finetune_lr,
             max_side=args.max_side,
+            segments=args.segments,
+            connected=args.connected,
             seed=args.seed,
             progress=not args.quiet,
         )

@@ -16,6 +16,7 @@ from unsupseg.checks import check_memory, check_output_folder
 from unsupseg.cli.common import (
     HelpFormatter,
     ImageJob,
+    add_region_arguments,
     collect_jobs,
     failure_message,
     finish_run,
@@ -89,12 +90,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         f"BSDS500 val, {DATASET_THRESHOLD:g}), auto (chosen per image without ground "
         "truth, by the criterion '" + AUTO_CRITERION + "') or a threshold in [0, 1]",
     )
-    parser.add_argument(
-        "--segments",
-        type=number(int, 1),
-        default=None,
-        help="hierarchy: cut to exactly this many 4-connected regions (overrides --level)",
-    )
+    add_region_arguments(parser, hierarchy=True)
     parser.add_argument(
         "--q",
         type=number(int, 2),
@@ -321,7 +317,10 @@ def _optimise_job(args: argparse.Namespace, options: dict, job: ImageJob) -> str
     image = job.load()
     result = segment(image, volume=job.volume, return_details=True,
                      progress=not args.quiet, **options)  # fmt: skip
-    if args.method == "kanezaki2018":
+    if args.segments is not None or args.connected:
+        title = f"{args.segments} regions" if args.segments else "Connected regions"
+        panels = [("Argmax output", result.argmax), (title, result.labels)]
+    elif args.method == "kanezaki2018":
         panels = [("Argmax output", result.argmax), ("SLIC output", result.labels)]
     else:
         panels = [("Argmax output", result.labels)]
@@ -339,9 +338,6 @@ def _optimise_job(args: argparse.Namespace, options: dict, job: ImageJob) -> str
 
 def run(args: argparse.Namespace) -> int:
     """Segment every input; 0 when all succeeded, 1 when some failed."""
-    if args.method != "hierarchy" and args.segments is not None:
-        log.error("--segments needs --method hierarchy")
-        return 2
     if args.scribble is not None and args.method != "tip2020":
         log.error("--scribble needs --method tip2020")
         return 2
@@ -386,6 +382,8 @@ def run(args: argparse.Namespace) -> int:
         upsample=args.upsample,
         padding=args.padding,
         precision=args.precision,
+        segments=args.segments,
+        connected=args.connected,
         seed=args.seed,
         device=args.device,
     )

@@ -2,7 +2,7 @@
 
 :func:`hierarchy` computes label-free boundary cues of a photo
 (:mod:`~unsupseg.ucm.cues`), floods them into fine regions and merges those
-greedily into a :class:`Hierarchy` (:mod:`~unsupseg.ucm.tree`);
+greedily into a :class:`Hierarchy` (:mod:`~unsupseg.regions`);
 :mod:`~unsupseg.ucm.levels` chooses a level: the threshold chosen once on BSDS500
 val (:data:`DATASET_THRESHOLD`), or one per image without ground truth (``auto``).
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from unsupseg.regions import Hierarchy
 from unsupseg.ucm.build import HierarchyConfig, build_hierarchy
-from unsupseg.ucm.tree import Hierarchy
 
 __all__ = [
     "DATASET_THRESHOLD",

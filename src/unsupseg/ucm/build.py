@@ -1,4 +1,4 @@
-"""Building a :class:`~unsupseg.ucm.tree.Hierarchy` from a photo: cues, leaves,
+"""Building a :class:`~unsupseg.regions.Hierarchy` from a photo: cues, leaves,
 merging and height calibration, every knob in one :class:`HierarchyConfig`.
 
 1. **cues**: :func:`unsupseg.ucm.cues.boundary_strength` (colour and texture
@@ -6,7 +6,7 @@ merging and height calibration, every knob in one :class:`HierarchyConfig`.
 2. **leaves**: a watershed of the strength, smoothed by ``leaf_sigma``, from its
    regional minima (or its ``leaf_h``-minima, which gives fewer, cleaner leaves);
 3. **merging**: greedy, weakest first. With ``colour_weight = size_ref = 0`` this is
-   :func:`unsupseg.ucm.tree.greedy_merge` by the mean boundary strength, which
+   :func:`unsupseg.regions.greedy_merge` by the mean boundary strength, which
    optionally adds the distance of the two regions' mean CIELAB colours and
    lets small regions merge sooner;
 4. **calibration**: heights ``h`` become ``h ** height_gamma`` (monotone, so the tree is
@@ -26,8 +26,8 @@ from skimage.color import rgb2lab
 from skimage.morphology import h_minima
 from skimage.segmentation import watershed
 
+from unsupseg.regions import Hierarchy, connected_leaves, greedy_merge
 from unsupseg.ucm.cues import boundary_strength
-from unsupseg.ucm.tree import Hierarchy, connected_leaves, greedy_merge
 
 __all__ = [
     "config_strength",

@@ -25,6 +25,8 @@ from skimage.color import rgb2lab
 from skimage.transform import resize
 from sklearn.cluster import MiniBatchKMeans
 
+from unsupseg.regions import multichannel_gradient
+
 __all__ = ["boundary_strength", "multichannel_gradient", "spectral_strength", "texton_map"]
 
 
@@ -85,32 +87,6 @@ def spectral_strength(
         gy, gx = np.gradient(vec)
         total += np.hypot(gx, gy) / np.sqrt(lam)
     return np.clip(total / (np.percentile(total, 99) + 1e-12), 0.0, 1.0)
-
-
-def multichannel_gradient(channels: np.ndarray, sigma: float) -> np.ndarray:
-    """Di Zenzo's gradient magnitude of a (C, H, W) stack at Gaussian scale ``sigma``.
-
-    Parameters
-    ----------
-    channels : ndarray of float, shape (C, H, W)
-    sigma : float
-        The derivative-of-Gaussian scale, in pixels.
-
-    Returns
-    -------
-    magnitude : ndarray of float64, shape (H, W)
-        The square root of the largest eigenvalue of ``sum_c grad_c grad_c^T``.
-    """
-    gxx = gyy = gxy = 0.0
-    for channel in channels:
-        gx = ndimage.gaussian_filter(channel, sigma, order=(0, 1), mode="reflect")
-        gy = ndimage.gaussian_filter(channel, sigma, order=(1, 0), mode="reflect")
-        gxx = gxx + gx * gx
-        gyy = gyy + gy * gy
-        gxy = gxy + gx * gy
-    trace = gxx + gyy
-    root = np.sqrt((gxx - gyy) ** 2 + 4 * gxy**2)
-    return np.sqrt(np.maximum(0.5 * (trace + root), 0.0))
 
 
 def texton_map(lab: np.ndarray, n_textons: int = 32, seed: int = 0) -> np.ndarray:

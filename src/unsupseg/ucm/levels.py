@@ -29,7 +29,7 @@ import numpy as np
 
 from unsupseg.errors import ConfigError
 from unsupseg.metrics import internal_indices
-from unsupseg.ucm.tree import Hierarchy
+from unsupseg.regions import Hierarchy
 
 __all__ = [
     "AUTO_CRITERION",

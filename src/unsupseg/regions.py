@@ -1,12 +1,17 @@
-"""The merge tree and ultrametric contour map (UCM) of a hierarchical segmentation.
+"""Regions of a label map: 4-connected regions, and merging them into exactly K.
+
+The merge tree and ultrametric contour map (UCM) of a hierarchical segmentation live
+here, below every method, so that any label map (a per-image optimisation's, a trained
+model's) can be cut to K regions the way a hierarchy is.
 
 A :class:`Hierarchy` starts from fine regions (the leaves: a watershed of a boundary
-map) and merges, greedily, the adjacent pair of regions whose common boundary is weakest
-(the mean boundary strength along it), until one region is left (Arbelaez et al., TPAMI
-2011, section 4.2). Each merge happens at a height; heights never decrease, so cutting
-the tree at any threshold gives a segmentation, and the segmentations of higher
-thresholds are unions of those of lower ones (they are nested). The UCM paints every
-boundary pixel with the height at which its boundary disappears.
+map, or any label map split into its 4-connected regions) and merges, greedily, the
+adjacent pair of regions whose common boundary is weakest (the mean boundary strength
+along it), until one region is left (Arbelaez et al., TPAMI 2011, section 4.2). Each
+merge happens at a height; heights never decrease, so cutting the tree at any threshold
+gives a segmentation, and the segmentations of higher thresholds are unions of those of
+lower ones (they are nested). The UCM paints every boundary pixel with the height at
+which its boundary disappears.
 
 Conventions:
 
@@ -24,11 +29,20 @@ import heapq
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 from skimage import measure
+from skimage.color import rgb2lab
 
 from unsupseg.errors import ConfigError
 
-__all__ = ["Hierarchy", "connected_leaves", "greedy_merge"]
+__all__ = [
+    "Hierarchy",
+    "connected_leaves",
+    "greedy_merge",
+    "image_boundary_strength",
+    "multichannel_gradient",
+    "regions_to_k",
+]
 
 
 def connected_leaves(labels: np.ndarray) -> np.ndarray:
@@ -258,7 +272,7 @@ class Hierarchy:
         >>> h = Hierarchy.from_boundaries(strength, leaves)
         >>> h.n_leaves, h.heights.tolist()
         (2, [0.55])
-        >>> h.cut_to(1).max(), h.cut(0.5).max()
+        >>> int(h.cut_to(1).max()), int(h.cut(0.5).max())
         (0, 1)
         """
         strength = np.asarray(strength, dtype=np.float64)
@@ -374,3 +388,116 @@ class Hierarchy:
         for i, t in enumerate(thresholds):
             out[i] = self.cut(float(t))
         return out
+
+
+def multichannel_gradient(channels: np.ndarray, sigma: float) -> np.ndarray:
+    """Di Zenzo's gradient magnitude of a (C, H, W) stack at Gaussian scale ``sigma``.
+
+    Parameters
+    ----------
+    channels : ndarray of float, shape (C, H, W)
+    sigma : float
+        The derivative-of-Gaussian scale, in pixels.
+
+    Returns
+    -------
+    magnitude : ndarray of float64, shape (H, W)
+        The square root of the largest eigenvalue of ``sum_c grad_c grad_c^T``.
+    """
+    gxx = gyy = gxy = 0.0
+    for channel in channels:
+        gx = ndimage.gaussian_filter(channel, sigma, order=(0, 1), mode="reflect")
+        gy = ndimage.gaussian_filter(channel, sigma, order=(1, 0), mode="reflect")
+        gxx = gxx + gx * gx
+        gyy = gyy + gy * gy
+        gxy = gxy + gx * gy
+    trace = gxx + gyy
+    root = np.sqrt((gxx - gyy) ** 2 + 4 * gxy**2)
+    return np.sqrt(np.maximum(0.5 * (trace + root), 0.0))
+
+
+def image_boundary_strength(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """A boundary map of an image: its colour gradient, scaled to [0, 1].
+
+    Parameters
+    ----------
+    image : ndarray of float, shape (H, W) or (H, W, C)
+        Values in [0, 1] (:func:`unsupseg.io.as_float_channels`). Three channels are
+        taken as RGB and measured in CIELAB; other channel counts as they are.
+    sigma : float
+        The derivative-of-Gaussian scale, in pixels.
+
+    Returns
+    -------
+    strength : ndarray of float64, shape (H, W)
+        Di Zenzo's gradient magnitude (:func:`multichannel_gradient`) over its maximum.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3:
+        raise ValueError(f"image must be (H, W) or (H, W, C); got shape {image.shape}")
+    if image.shape[-1] == 3:
+        image = rgb2lab(np.clip(image, 0.0, 1.0)) / 100.0
+    magnitude = multichannel_gradient(np.moveaxis(image, -1, 0), sigma)
+    peak = float(magnitude.max())
+    return magnitude / peak if peak > 0 else magnitude
+
+
+def regions_to_k(labels: np.ndarray, k: int, image: np.ndarray) -> np.ndarray:
+    """Exactly ``k`` 4-connected regions: ``labels`` split into its connected regions,
+    then adjacent regions merged, weakest common boundary first, until ``k`` remain.
+
+    The boundary strength is the image's colour gradient
+    (:func:`image_boundary_strength`), averaged along each common boundary, and the
+    merging is that of a :class:`Hierarchy` (:meth:`Hierarchy.from_boundaries`, cut
+    with :meth:`Hierarchy.cut_to`), so the result for ``k`` is nested in that for
+    ``k + 1``.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (H, W)
+        Any label map; a label covering several separate places counts as several
+        regions.
+    k : int
+        From 1 to the number of 4-connected regions of ``labels``.
+    image : ndarray of float, shape (H, W) or (H, W, C)
+        The image ``labels`` segments, in [0, 1].
+
+    Returns
+    -------
+    labels : ndarray of int64, shape (H, W)
+        Ids ``0 .. k - 1``, each one 4-connected region.
+
+    Raises
+    ------
+    ConfigError
+        When ``k`` is below 1 or above the number of connected regions (merging cannot
+        add regions).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((6, 9)); image[:, 3:6] = 0.5; image[:, 6:] = 1.0
+    >>> labels = np.repeat([[0, 0, 0, 1, 1, 1, 0, 0, 0]], 6, axis=0)  # 0 in two places
+    >>> regions_to_k(labels, 3, image)[0].tolist()
+    [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    >>> len(np.unique(regions_to_k(labels, 2, image)))
+    2
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ConfigError(f"K regions are cut from 2-D label maps; got shape {labels.shape}")
+    if np.shape(image)[:2] != labels.shape:
+        raise ValueError(f"image {np.shape(image)} and labels {labels.shape} differ in size")
+    k = int(k)
+    leaves = connected_leaves(labels)
+    n = int(leaves.max()) + 1
+    if not 1 <= k <= n:
+        raise ConfigError(
+            f"cannot give {k} regions: the segmentation has {n} connected region"
+            f"{'s' if n != 1 else ''}, and merging cannot add any (ask for 1 to {n})"
+        )
+    if k == n:
+        return leaves
+    return Hierarchy.from_boundaries(image_boundary_strength(image), leaves).cut_to(k)

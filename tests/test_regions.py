@@ -1,0 +1,104 @@
+"""Exactly K regions, and connected regions, from every method (--segments, --connected)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage.transform import resize
+
+from unsupseg.cli import main
+from unsupseg.errors import ConfigError
+from unsupseg.per_image import segment
+from unsupseg.regions import connected_leaves, regions_to_k
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def n_connected(labels: np.ndarray) -> int:
+    return int(connected_leaves(labels).max()) + 1
+
+
+def assert_k_connected_regions(labels: np.ndarray, k: int) -> None:
+    """k ids, 0 .. k - 1, and each id one 4-connected region."""
+    assert sorted(np.unique(labels).tolist()) == list(range(k))
+    assert n_connected(labels) == k
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return (resize(data.astronaut(), (48, 48), anti_aliasing=True) * 255).astype(np.uint8)
+
+
+def test_regions_to_k_merges_the_weakest_boundaries_first():
+    # Four flat blocks: two near-identical greys on the left, black and white on the right.
+    image = np.zeros((8, 16, 3))
+    image[:, :4], image[:, 4:8], image[:, 8:12], image[:, 12:] = 0.50, 0.52, 0.0, 1.0
+    labels = np.repeat(np.repeat([[0, 1, 2, 3]], 8, axis=0), 4, axis=1)
+    three = regions_to_k(labels, 3, image)
+    assert_k_connected_regions(three, 3)
+    assert len(np.unique(three[:, :8])) == 1  # the two greys merged first
+    for k in range(1, 5):
+        result = regions_to_k(labels, k, image)
+        assert_k_connected_regions(result, k)
+        finer = regions_to_k(labels, min(k + 1, 4), image)
+        # nested: every region of k + 1 lies inside one region of k
+        pairs = set(zip(finer.ravel().tolist(), result.ravel().tolist(), strict=True))
+        assert len(pairs) == len(np.unique(finer))
+    # A label in two separate places counts as two regions.
+    split = np.repeat([[0, 0, 1, 1, 0, 0]], 4, axis=0)
+    assert_k_connected_regions(regions_to_k(split, 3, np.zeros((4, 6))), 3)
+    with pytest.raises(ConfigError, match="has 3 connected regions.*1 to 3"):
+        regions_to_k(split, 4, np.zeros((4, 6)))
+    with pytest.raises(ConfigError, match="2-D"):
+        regions_to_k(np.zeros((2, 3, 4), int), 1, np.zeros((2, 3, 4)))
+
+
+@pytest.mark.parametrize("method", ["kanezaki2018", "tip2020", "dynaseg-fsf", "dynaseg-scf"])
+def test_segment_gives_exactly_k_connected_regions(photo, method):
+    kwargs = dict(q=16, max_iter=3, n_segments=60, seed=0, return_details=True)
+    result = segment(photo, method, segments=7, **kwargs)
+    assert_k_connected_regions(result.labels, 7)
+    assert result.params["segments"] == 7 and result.params["connected"]
+    plain = segment(photo, method, **kwargs).labels
+    connected = segment(photo, method, connected=True, **kwargs).labels
+    assert n_connected(plain) > len(np.unique(plain))  # some colour covers separate places
+    assert len(np.unique(connected)) == n_connected(connected) == n_connected(plain)
+    # Downscaled: K regions at the input's size.
+    small = segment(photo, method, segments=7, max_side=24, **kwargs).labels
+    assert small.shape == photo.shape[:2]
+    assert_k_connected_regions(small, 7)
+    with pytest.raises(ConfigError, match="segments"):
+        segment(photo, method, segments=0, max_iter=1)
+
+
+def test_segment_refuses_segments_for_a_volume():
+    volume = np.random.default_rng(0).random((4, 8, 8))
+    with pytest.raises(ConfigError, match="segments"):
+        segment(volume, volume=True, segments=3, max_iter=1)
+
+
+def test_segments_on_the_command_line_for_every_method(photo, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    for method in ("hierarchy", "kanezaki2018", "tip2020", "dynaseg-fsf"):
+        out = tmp_path / method
+        code = main(["segment", str(path), "--method", method, "--segments", "7",
+                     "--q", "16", "--max-iter", "3", "--n-segments", "60", "--out", str(out),
+                     "--quiet"])  # fmt: skip
+        assert code == 0, method
+        labels = np.asarray(Image.open(out / "photo" / "labels.png"))
+        assert labels.shape == photo.shape[:2]
+        assert_k_connected_regions(labels, 7)
+    out = tmp_path / "connected"
+    assert main(["segment", str(path), "--connected", "--q", "16", "--max-iter", "3",
+                 "--n-segments", "60", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    labels = np.load(out / "photo" / "labels.npy")
+    assert len(np.unique(labels)) == n_connected(labels)
+    # More regions than the result has: that image fails with a message, exit code 1.
+    code = main(["segment", str(path), "--method", "tip2020", "--segments", str(48 * 48 + 1),
+                 "--q", "4", "--max-iter", "1", "--out", str(tmp_path / "many"),
+                 "--quiet"])  # fmt: skip
+    assert code == 1
