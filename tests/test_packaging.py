@@ -34,7 +34,7 @@ def test_ranges_in_the_metadata_and_the_tested_pins_in_constraints():
     pins = _pins()
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
     requirements = [Requirement(r) for r in project["dependencies"]]
-    for extra in ("geo", "tensorboard", "test"):
+    for extra in ("geo", "tensorboard", "test", "docs"):
         requirements += [Requirement(r) for r in project["optional-dependencies"][extra]]
     for requirement in requirements:
         assert not any(s.operator == "==" for s in requirement.specifier), (
@@ -71,4 +71,4 @@ def test_license_typed_marker_and_classifiers():
     assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
     assert (ROOT / "src" / "unsupseg" / "py.typed").is_file()
     assert "Typing :: Typed" in project["classifiers"]
-    assert set(project["optional-dependencies"]) >= {"geo", "tensorboard", "test"}
+    assert set(project["optional-dependencies"]) >= {"geo", "tensorboard", "test", "docs"}
