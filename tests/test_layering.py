@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("analysis",),
     ("report",),
     ("bench",),
+    ("app",),
     ("cli",),
 ]
 

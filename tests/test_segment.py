@@ -43,6 +43,24 @@ def test_stop_rule_and_iteration_limit(blocks_image):
     assert capped.n_iterations == 3
 
 
+def test_callback_sees_every_iteration_and_can_stop_the_run(blocks_image):
+    calls = []
+    result = segment(blocks_image, return_details=True, **{**FAST, "max_iter": 6},
+                     min_labels=1, callback=lambda *args: calls.append(args))  # fmt: skip
+    assert [call[:2] for call in calls] == [(i, 6) for i in range(1, result.n_iterations + 1)]
+    assert [call[2] for call in calls] == result.n_labels_history
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(step, total, n_labels):
+        if step == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        segment(blocks_image, **{**FAST, "max_iter": 50}, min_labels=1, callback=stop_at_three)
+
+
 def test_same_seed_same_labels_other_seed_other_init(blocks_image):
     options = dict(FAST, max_iter=15, min_labels=1)
     first = segment(blocks_image, seed=3, return_details=True, **options)

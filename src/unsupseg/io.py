@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -1112,15 +1112,16 @@ def find_images(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple
     return paths, problems
 
 
-def save_label_png(path: str | os.PathLike, labels: np.ndarray) -> None:
-    """Save a label map as a PNG: uint8 when ids fit in 0..255, else uint16."""
+def save_label_png(path: str | os.PathLike | BinaryIO, labels: np.ndarray) -> None:
+    """Save a label map as a PNG (to a path or a binary file object): uint8 when ids
+    fit in 0..255, else uint16."""
     labels = np.asarray(labels)
     if labels.min(initial=0) < 0:
         raise ValueError("label ids must be >= 0")
     if labels.max(initial=0) <= 255:
-        Image.fromarray(labels.astype(np.uint8), mode="L").save(path)
+        Image.fromarray(labels.astype(np.uint8), mode="L").save(path, format="PNG")
     elif labels.max() <= 65535:
-        Image.fromarray(labels.astype(np.uint16)).save(path)
+        Image.fromarray(labels.astype(np.uint16)).save(path, format="PNG")
     else:
         raise ValueError("more than 65536 labels do not fit a PNG")
 

@@ -110,6 +110,7 @@ def segment(
     device: str | torch.device | None = None,
     return_details: bool = False,
     progress: bool = False,
+    callback: Callable[[int, int, int], None] | None = None,
 ) -> np.ndarray | SegmentationResult:
     """Segment one image (or volume) by optimising a fresh network on it.
 
@@ -188,6 +189,10 @@ def segment(
         Return a :class:`SegmentationResult` instead of the label array.
     progress : bool
         Show a progress bar over iterations.
+    callback : callable, optional
+        Called after every iteration as ``callback(iteration, max_iter, n_labels)``
+        (iterations from 1): progress for a user interface. An exception it raises
+        stops the optimisation and propagates, which is how a run is cancelled.
 
     Returns
     -------
@@ -334,6 +339,7 @@ def segment(
         max_iter=max_iter,
         min_labels=min_labels,
         progress=progress,
+        callback=callback,
     )
     target, argmax, response = trace.target, trace.argmax, trace.response
     superpixels_out = None if superpixels_t is None else superpixels_t[0].cpu().numpy()
@@ -479,6 +485,7 @@ def optimise_on_image(
     max_iter: int,
     min_labels: int,
     progress: bool = False,
+    callback: Callable[[int, int, int], None] | None = None,
 ) -> OptimisationTrace:
     """Optimise ``forward``'s parameters on one image against its own (refined) argmax.
 
@@ -488,7 +495,8 @@ def optimise_on_image(
     ``min_labels`` labels. A loss that is no longer finite raises ConfigError
     (the learning rate is too high), rather than ending with a blank label map. Used
     by :func:`segment` and by per-image fine-tuning of a trained model
-    (:func:`unsupseg.inference.predict_batch`).
+    (:func:`unsupseg.inference.predict_batch`). ``callback(iteration, max_iter,
+    n_labels)``, when given, runs after every iteration; what it raises propagates.
     """
     n_labels_history: list[int] = []
     loss_history: list[float] = []
@@ -514,6 +522,12 @@ def optimise_on_image(
         iteration_seconds.append(time.perf_counter() - step_started)
         bar.update(1)
         bar.set_postfix(labels=n_labels, loss=f"{loss_history[-1]:.3f}")
+        if callback is not None:
+            try:
+                callback(len(loss_history), max_iter, n_labels)
+            except BaseException:
+                bar.close()
+                raise
         if n_labels <= min_labels:
             break
     bar.close()

@@ -37,6 +37,7 @@ COMMANDS = (
     "report",
     "postprocess",
     "stability",
+    "app",
 )
 
 
