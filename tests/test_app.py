@@ -143,6 +143,10 @@ def test_uploads_read_any_image_and_refuse_bad_ones(client, tmp_path):
     tifffile.imwrite(tmp_path / "bands.tif", rng.random((5, 16, 16)).astype(np.float32))
     refused((tmp_path / "bands.tif").read_bytes(), "bands.tif", "pages|bands|shape")
     assert client.post("/api/upload", data={}).status_code == 400
+    odd = _upload(client, _png_bytes(image), "my photo\u00e9; x=1.png").get_json()
+    status = _run(client, odd["image"], "hierarchy")
+    disposition = client.get(f"/api/result/{status['result']}/labels.png").headers
+    assert disposition["Content-Disposition"] == 'attachment; filename="my_photo_x_1-labels.png"'
 
 
 def test_upload_larger_than_the_limit_is_refused(client):

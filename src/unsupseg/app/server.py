@@ -13,6 +13,7 @@ import binascii
 import io
 import ipaddress
 import logging
+import re
 import socket
 from typing import Any
 
@@ -41,6 +42,12 @@ def _import_flask() -> Any:
             "the web page needs Flask: pip install 'unsupseg[app]' (or pip install flask)"
         ) from None
     return flask
+
+
+def _safe(name: str) -> str:
+    """``name`` for a download's file name: letters, digits, ``.``, ``_`` and ``-``."""
+    kept = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return kept or "image"
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -188,7 +195,7 @@ def create_app(workspace: Workspace | None = None) -> Any:
         found, labels, mode = cut(result)
         return flask.Response(
             found.download(kind, labels, mode), mimetype=DOWNLOADS[kind][0],
-            headers={"Content-Disposition": f'attachment; filename="{found.name}-{kind}"'},
+            headers={"Content-Disposition": f'attachment; filename="{_safe(found.name)}-{kind}"'},
         )  # fmt: skip
 
     return app
