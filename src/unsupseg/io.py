@@ -1126,6 +1126,22 @@ def save_label_png(path: str | os.PathLike | BinaryIO, labels: np.ndarray) -> No
         raise ValueError("more than 65536 labels do not fit a PNG")
 
 
+def save_label_tiff(
+    path: str | os.PathLike | BinaryIO, labels: np.ndarray, tags: Iterable[tuple] = ()
+) -> None:
+    """Save a label map or volume as a deflate-compressed TIFF (to a path or a binary file
+    object), in the smallest unsigned type that holds its ids (:func:`compact_labels`),
+    one page per slice, with axes ``YX`` or ``ZYX`` in tifffile's metadata; ``tags`` are
+    extra tags as tifffile's ``extratags`` (GeoTIFF tags, :func:`geo_tags`)."""
+    import tifffile
+
+    compact = compact_labels(labels)
+    tifffile.imwrite(
+        path, compact, photometric="minisblack", compression="zlib",
+        metadata={"axes": "ZYX" if compact.ndim == 3 else "YX"}, extratags=tuple(tags),
+    )  # fmt: skip
+
+
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
     """Read a label PNG written by :func:`save_label_png` as int64 ids.
 

@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from unsupseg.io import atomic_directory, compact_labels, save_label_png, to_uint8, write_json
+from unsupseg.io import (
+    atomic_directory,
+    compact_labels,
+    save_label_png,
+    save_label_tiff,
+    to_uint8,
+    write_json,
+)
 from unsupseg.version import __version__
 from unsupseg.viz import colorize, overlay, save_panel
 
@@ -100,8 +107,6 @@ def write_image_outputs(
     ... # doctest: +SKIP
     PosixPath('out/coffee')
     """
-    import tifffile
-
     labels = np.asarray(labels)
     volume_labels = labels
     if labels.ndim == 3:  # a volume: the pictures show its middle slice
@@ -113,10 +118,7 @@ def write_image_outputs(
     with atomic_directory(folder) as tmp:
         save_label_png(tmp / "labels.png", labels)
         compact = compact_labels(volume_labels)
-        tifffile.imwrite(
-            tmp / "labels.tif", compact, photometric="minisblack", compression="zlib",
-            metadata={"axes": "ZYX" if compact.ndim == 3 else "YX"}, extratags=tiff_tags or (),
-        )  # fmt: skip
+        save_label_tiff(tmp / "labels.tif", compact, tiff_tags or ())
         np.save(tmp / "labels.npy", compact)
         Image.fromarray(colorize(labels)).save(tmp / "color.png")
         Image.fromarray(overlay(picture, labels)).save(tmp / "overlay.png")

@@ -36,6 +36,7 @@ from unsupseg.io import (
     image_size,
     read_image,
     save_label_png,
+    save_label_tiff,
     to_uint8,
 )
 from unsupseg.models.checkpoint import load_checkpoint
@@ -141,10 +142,7 @@ class Result:
         if kind == "labels.png":
             save_label_png(buffer, labels)
         elif kind == "labels.tif":
-            import tifffile
-
-            tifffile.imwrite(buffer, compact_labels(labels), photometric="minisblack",
-                             compression="zlib", metadata={"axes": "YX"})  # fmt: skip
+            save_label_tiff(buffer, labels)
         elif kind == "labels.npy":
             np.save(buffer, compact_labels(labels))
         elif kind == "overlay.png":
