@@ -74,6 +74,20 @@ def test_huge_image_refused_unless_downscaled(tmp_path):
     assert (summary["height"], summary["file_height"], summary["file_width"]) == (40, 2100, 2100)
 
 
+def test_segment_coarse_to_fine(tmp_path, blocks_image):
+    Image.fromarray(blocks_image).save(tmp_path / "blocks.png")
+    out = tmp_path / "out"
+    argv = ["segment", str(tmp_path / "blocks.png"), "--out", str(out), "--max-side", "12", *FAST]
+    assert main([*argv, "--fine-iter", "2", "--min-labels", "1"]) == 0
+    summary = json.loads((out / "blocks" / "summary.json").read_text())
+    assert (summary["iterations"], summary["fine_iterations"]) == (6, 2)
+    assert summary["parameters"]["fine_iter"] == 2 and summary["working_width"] == 12
+    assert np.load(out / "blocks" / "labels.npy").shape == blocks_image.shape[:2]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--fine-iter", "-1"])
+    assert exit_info.value.code == 2
+
+
 @pytest.mark.parametrize(
     "option",
     [

@@ -734,7 +734,30 @@ def test_per_image_rows_are_segment_scored(tmp_path, one_thread, name, method):
     _assert_rows(tmp_path / "out", expected)
     settings = json.loads((tmp_path / "out" / "evaluate.json").read_text())
     assert (settings["max_iter"], settings["max_side"], settings["seed"]) == (3, 16, 0)
+    assert "fine_iter" not in settings  # stored only when used: older folders resume
     assert settings == result.settings
+
+
+def test_per_image_coarse_to_fine_rows(tmp_path, one_thread):
+    from unsupseg.per_image import segment
+
+    truths = hand_bsds(tmp_path / "bsds")
+    dataset = open_dataset("bsds500", tmp_path / "bsds", "val", image_size="native")
+    expected = {}
+    for index in range(len(dataset)):
+        prediction = segment(
+            dataset.image(index), max_side=16, fine_iter=2, max_iter=3, seed=0, device="cpu"
+        )
+        expected[dataset.image_id(index)] = _bsds_row(prediction, truths[dataset.image_id(index)])
+    options = dict(method="per-image", max_iter=3, max_side=16, device="cpu")
+    result = _evaluate("bsds500", tmp_path / "bsds", tmp_path / "out", fine_iter=2, **options)
+    _assert_rows(tmp_path / "out", expected)
+    assert result.settings["fine_iter"] == 2
+    # a folder scored without fine_iter is not resumed with it, nor the other way round
+    with pytest.raises(ConfigError, match="fine_iter"):
+        _evaluate("bsds500", tmp_path / "bsds", tmp_path / "out", **options)
+    with pytest.raises(ConfigError, match="fine_iter must be >= 0"):
+        _evaluate("bsds500", tmp_path / "bsds", tmp_path / "o2", fine_iter=-1, **options)
 
 
 # --------------------------------------------------------------------------------------

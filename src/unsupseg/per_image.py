@@ -58,7 +58,9 @@ class SegmentationResult:
     """Everything :func:`segment` computed, for figures and reports.
 
     ``labels``, ``argmax`` and ``superpixels`` are at the input's size; ``response`` is
-    at the size the network saw (smaller when ``max_side`` downscaled the image).
+    at the size the network saw last (smaller when ``max_side`` downscaled the image,
+    unless ``fine_iter`` went on at full size). ``working_shape`` is the downscaled
+    size, ``fine_iterations`` the iterations of ``n_iterations`` run at full size.
     ``argmax`` is the last iteration's raw argmax numbered like ``labels`` (a label the
     refinement removed gets an id after those of ``labels``).
     """
@@ -76,6 +78,7 @@ class SegmentationResult:
     working_shape: tuple[int, ...]
     params: dict[str, Any] = field(default_factory=dict)
     reconstruction: np.ndarray | None = None
+    fine_iterations: int = 0
 
     @property
     def n_labels(self) -> int:
@@ -99,6 +102,7 @@ def segment(
     scribble: np.ndarray | None = None,
     scribble_weight: float = 0.5,
     max_side: int | None = None,
+    fine_iter: int = 0,
     max_pixels: int = MAX_PIXELS,
     upsample: str = "response",
     padding: str = "auto",
@@ -155,7 +159,14 @@ def segment(
         fine): the last response map is upsampled bilinearly and its argmax taken at full
         size; for ``kanezaki2018`` the superpixel vote then runs on SLIC computed at
         full size, so that edges follow the full-size image. ``nearest``: the working
-        labels are enlarged by nearest neighbour (blocky edges).
+        labels are enlarged by nearest neighbour (blocky edges). Ignored when
+        ``fine_iter`` continues the optimisation at full size.
+    fine_iter : int
+        Coarse to fine: after the ``max_side`` optimisation, go on for at most this
+        many iterations at the input's full size, with the same network and optimiser
+        (the network is fully convolutional), SLIC then computed at full size for
+        ``kanezaki2018``. The labels are those of the last full-size iteration. 0 (the
+        default): no full-size iterations. Without downscaling it changes nothing.
     padding : {'auto', 'zeros', 'replicate'}
         Padding of the network's 3x3 convolutions: ``zeros`` as the reference code
         (border pixels tend to get a label of their own), ``replicate`` repeats the edge
@@ -230,7 +241,7 @@ def segment(
         method=method, q=q, n_conv=n_conv, lr=lr, momentum=momentum, max_iter=max_iter,
         min_labels=min_labels, n_segments=n_segments, compactness=compactness, mu=mu,
         scribble_weight=scribble_weight, max_side=max_side, seed=seed, upsample=upsample,
-        padding=padding, precision=precision,
+        padding=padding, precision=precision, fine_iter=fine_iter,
     )  # fmt: skip
     if scribble is not None and method != "tip2020":
         raise ConfigError("scribbles are used by method='tip2020' only")
@@ -257,13 +268,20 @@ def segment(
         rgb = resize(rgb, working, anti_aliasing=True, preserve_range=True).astype(np.float32)
     spatial = rgb.shape[:-1]
     height, width = spatial[-2:]
-    n_pixels = math.prod(spatial)
-    size_text = "x".join(str(side) for side in spatial[::-1])
+    fine = fine_iter > 0 and spatial != original_shape
+    # The largest size the network sees: the input's own when fine_iter goes on there.
+    largest = original_shape if fine else spatial
+    n_pixels = math.prod(largest)
+    size_text = "x".join(str(side) for side in largest[::-1])
     if n_pixels > max_pixels:
         raise ConfigError(
             f"image is {size_text} = {n_pixels} {'voxels' if volume else 'pixels'}, more "
             f"than the limit of {max_pixels}"
-            + ("" if volume else "; downscale it with max_side (CLI: --max-side 1024)")
+            + (
+                "; fine_iter optimises at full size (CLI: --fine-iter 0)"
+                if fine
+                else ("" if volume else "; downscale it with max_side (CLI: --max-side 1024)")
+            )
         )
     if n_pixels < 2:
         raise ConfigError(
@@ -341,6 +359,30 @@ def segment(
         progress=progress,
         callback=callback,
     )
+    coarse_iterations = len(trace.n_labels_history)
+    if fine:
+        # Coarse to fine: the same network and optimiser go on at full size; the loss
+        # functions read superpixels_t and scribble_t when called, so rebinding them
+        # here hands them the full-size ones.
+        if method == "kanezaki2018":
+            slic_started = time.perf_counter()
+            superpixels_t = torch.from_numpy(
+                slic_superpixels(full_rgb, n_segments=n_segments, compactness=compactness)
+            ).unsqueeze(0).to(dev)
+            slic_seconds += time.perf_counter() - slic_started
+        if scribble is not None:
+            scribble_t = _prepare_scribble(scribble, original_shape, original_shape, q)[0].to(dev)
+        x_full = torch.from_numpy(np.moveaxis(full_rgb, -1, 0).copy()).unsqueeze(0).to(dev)
+        forward, x_full = network_forward(
+            net, x_full, precision=precision, channels_last=precision == "bf16"
+        )
+        trace = trace.followed_by(
+            optimise_on_image(
+                forward, optimizer, x_full, loss_fn, q=q, max_iter=fine_iter,
+                min_labels=min_labels, progress=progress, callback=callback,
+            )  # fmt: skip
+        )
+        spatial = original_shape
     target, argmax, response = trace.target, trace.argmax, trace.response
     superpixels_out = None if superpixels_t is None else superpixels_t[0].cpu().numpy()
     if spatial != original_shape and upsample == "response":
@@ -379,6 +421,7 @@ def segment(
         scribble=scribble is not None,
         scribble_weight=scribble_weight if scribble is not None else None,
         max_side=max_side,
+        fine_iter=fine_iter if fine else None,
         upsample=upsample if spatial != original_shape else None,
         padding=padding,
         volume=volume,
@@ -400,8 +443,9 @@ def segment(
         n_labels_history=trace.n_labels_history,
         loss_history=trace.loss_history,
         iteration_seconds=trace.iteration_seconds,
-        working_shape=tuple(spatial),
+        working_shape=tuple(rgb.shape[:-1]),
         params=params,
+        fine_iterations=len(trace.n_labels_history) - coarse_iterations,
     )
 
 
@@ -473,6 +517,17 @@ class OptimisationTrace:
     n_labels_history: list[int]
     loss_history: list[float]
     iteration_seconds: list[float]
+
+    def followed_by(self, later: OptimisationTrace) -> OptimisationTrace:
+        """This trace continued by ``later``: its tensors, both histories."""
+        return OptimisationTrace(
+            target=later.target,
+            argmax=later.argmax,
+            response=later.response,
+            n_labels_history=self.n_labels_history + later.n_labels_history,
+            loss_history=self.loss_history + later.loss_history,
+            iteration_seconds=self.iteration_seconds + later.iteration_seconds,
+        )
 
 
 def optimise_on_image(
@@ -602,6 +657,7 @@ def check_options(
     upsample: str = "response",
     padding: str = "auto",
     precision: str = "auto",
+    fine_iter: int = 0,
 ) -> None:
     """Refuse settings of :func:`segment` that it cannot use, before any image is read:
     each must be a finite number in its range (the parameters of :func:`segment`).
@@ -623,6 +679,7 @@ def check_options(
     check_number("scribble_weight", scribble_weight, minimum=0)
     if max_side is not None:
         check_number("max_side", max_side, minimum=2, integer=True)
+    check_number("fine_iter", fine_iter, minimum=0, integer=True)
     if min_labels is not None:
         check_number("min_labels", min_labels, minimum=1, integer=True)
     check_seed(seed)

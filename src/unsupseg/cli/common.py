@@ -214,6 +214,7 @@ def image_summary(
         "working_width": int(result.working_shape[-1]),
         **extra,
         "iterations": result.n_iterations,
+        "fine_iterations": result.fine_iterations,
         "seconds": round(result.seconds, digits),
         "slic_seconds": round(result.slic_seconds, digits),
         "parameters": result.params,

@@ -110,6 +110,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="per-image: downscale photos to this longest side for the optimisation",
     )
     parser.add_argument(
+        "--fine-iter",
+        type=number(int, 0),
+        default=0,
+        help="per-image: after the --max-side optimisation, at most this many iterations "
+        "at full size (coarse to fine; default 0: none)",
+    )
+    parser.add_argument(
         "--max-iter", type=number(int, 1), default=1000, help="per-image: most iterations"
     )
     parser.add_argument("--seed", type=seed, default=0, help="per-image/k-means seed")
@@ -151,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         refine=args.refine,
         max_side=args.max_side,
+        fine_iter=args.fine_iter,
         max_iter=args.max_iter,
         seed=args.seed,
         device=args.device,

@@ -162,6 +162,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(the working labels enlarged: blocky edges)",
     )
     parser.add_argument(
+        "--fine-iter",
+        type=number(int, 0),
+        default=0,
+        help="coarse to fine: after the --max-side optimisation, go on for at most this "
+        "many iterations at full size with the same network (and, for kanezaki2018, SLIC "
+        "at full size); the labels are then those of full size, --upsample unused "
+        "(default 0: none)",
+    )
+    parser.add_argument(
         "--padding",
         choices=PADDING_CHOICES,
         default="auto",
@@ -351,6 +360,7 @@ def run(args: argparse.Namespace) -> int:
             n_segments=args.n_segments, compactness=args.compactness, mu=args.mu,
             scribble_weight=args.scribble_weight, max_side=args.max_side, seed=args.seed,
             upsample=args.upsample, padding=args.padding, precision=args.precision,
+            fine_iter=args.fine_iter,
         )  # fmt: skip
         check_memory(
             estimate_memory(args.q, args.n_conv, 1, 1),
@@ -379,6 +389,7 @@ def run(args: argparse.Namespace) -> int:
         scribble=scribble,
         scribble_weight=args.scribble_weight,
         max_side=args.max_side,
+        fine_iter=args.fine_iter,
         upsample=args.upsample,
         padding=args.padding,
         precision=args.precision,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from unsupseg.baselines import BASELINES
-from unsupseg.checks import check_output_folder
+from unsupseg.checks import check_number, check_output_folder
 from unsupseg.data.base import ImageDataset
 from unsupseg.data.datasets import open_dataset
 from unsupseg.data.folders import LabelledFolderDataset, open_folder
@@ -146,7 +146,7 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
         return
     previous = read_json(settings_path, "evaluation settings")
     if previous != settings:
-        changed = sorted(k for k in settings if previous.get(k) != settings[k])
+        changed = sorted(k for k in {*settings, *previous} if previous.get(k) != settings.get(k))
         raise ConfigError(
             f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
             "choose another output folder or delete it"
@@ -219,6 +219,7 @@ def evaluate_dataset(
     out: str | os.PathLike | None = None,
     refine: bool = False,
     max_side: int | None = None,
+    fine_iter: int = 0,
     max_iter: int = 1000,
     seed: int = 0,
     device: str | None = None,
@@ -265,6 +266,9 @@ def evaluate_dataset(
         Checkpoint: apply the superpixel majority vote to the argmax.
     max_side : int, optional
         Per-image optimisation: downscale photos to this longest side.
+    fine_iter : int
+        Per-image optimisation: then at most this many iterations at full size
+        (coarse to fine, :func:`unsupseg.per_image.segment`).
     max_iter : int
         Per-image optimisation: the most iterations.
     seed : int
@@ -338,7 +342,13 @@ def evaluate_dataset(
         from unsupseg.device import resolve_device, resolve_precision  # loads torch
 
         chosen = resolve_precision(precision, resolve_device(device), PER_IMAGE_METHODS[method])
+        if max_side is not None:
+            check_number("max_side", max_side, minimum=2, integer=True)
+        check_number("max_iter", max_iter, minimum=1, integer=True)
+        check_number("fine_iter", fine_iter, minimum=0, integer=True)
         settings.update(max_side=max_side, max_iter=max_iter, seed=seed, precision=chosen)
+        if fine_iter:  # only when used, so that earlier per_image.csv files still resume
+            settings["fine_iter"] = fine_iter
     if method == "kmeans":
         settings["seed"] = seed
     if checkpoint is not None:
@@ -355,6 +365,7 @@ def evaluate_dataset(
         refine=refine,
         class_maps=class_maps,
         max_side=max_side,
+        fine_iter=fine_iter,
         max_iter=max_iter,
         seed=seed,
         device=device,

@@ -105,6 +105,7 @@ def make_predictor(
     refine: bool = False,
     class_maps: bool = False,
     max_side: int | None = None,
+    fine_iter: int = 0,
     max_iter: int = 1000,
     seed: int = 0,
     device: str | None = None,
@@ -128,8 +129,9 @@ def make_predictor(
         Checkpoint: give each label its network channel
         (:func:`unsupseg.inference.channel_labels`), so that ids mean the same across
         images, as class-level (Hungarian) scoring needs.
-    max_side, max_iter : int
-        Per-image optimisation: the working size and the most iterations.
+    max_side, fine_iter, max_iter : int
+        Per-image optimisation: the working size, the most iterations at full size
+        after it (coarse to fine) and the most iterations.
     seed : int
         Per-image optimisation and k-means.
     device : str, optional
@@ -183,6 +185,7 @@ def make_predictor(
                 dataset.image(index),
                 PER_IMAGE_METHODS[method],
                 max_side=max_side,
+                fine_iter=fine_iter,
                 max_iter=max_iter,
                 seed=seed,
                 device=device,
