@@ -8,7 +8,8 @@
 #
 # METHOD is per-image (kanezaki2018), tip2020, dynaseg-fsf or dynaseg-scf. Each
 # SIDE:FINE:PRECISION is one configuration (default: 160:0:bf16 160:50:bf16
-# 240:100:bf16); they take turns photo by photo and resume like the reproduction table.
+# 240:100:bf16; SIDE full: no downscaling); they take turns photo by photo and resume
+# like the reproduction table. MAX_ITER sets --max-iter (default 1000, as published).
 set -euo pipefail
 out=${1:?usage: coarse_to_fine.sh OUT N METHOD [SIDE:FINE:PRECISION ...]}
 n=${2:?usage: coarse_to_fine.sh OUT N METHOD [SIDE:FINE:PRECISION ...]}
@@ -17,12 +18,15 @@ shift 3
 configs=("$@")
 [ ${#configs[@]} -gt 0 ] || configs=(160:0:bf16 160:50:bf16 240:100:bf16)
 unsupseg=${UNSUPSEG:-.venv/bin/unsupseg}
+max_iter=${MAX_ITER:-1000}
 for ((i = 1; i <= n; i++)); do
   for config in "${configs[@]}"; do
     IFS=: read -r side fine precision <<<"$config"
     name="$method-$side-fine$fine-$precision"
-    $unsupseg evaluate --dataset bsds500 --split val --method "$method" --max-side "$side" \
-      --fine-iter "$fine" --precision "$precision" --limit "$i" --device cpu --quiet \
-      --out "$out/$name" --json "$out/$name/summary.json"
+    size=(--max-side "$side")
+    [ "$side" != full ] || size=()
+    $unsupseg evaluate --dataset bsds500 --split val --method "$method" "${size[@]}" \
+      --fine-iter "$fine" --precision "$precision" --max-iter "$max_iter" --limit "$i" \
+      --device cpu --quiet --out "$out/$name" --json "$out/$name/summary.json"
   done
 done
