@@ -384,6 +384,7 @@ def train(config: TrainConfig) -> TrainResult:
             val_description,
             out,
         )
+    distributed_before = torch.distributed.is_available() and torch.distributed.is_initialized()
     try:
         with warnings.catch_warnings():
             for message in _QUIET_WARNINGS:
@@ -393,6 +394,12 @@ def train(config: TrainConfig) -> TrainResult:
         raise _one_line(exc) from None
     finally:
         torch.use_deterministic_algorithms(deterministic_before, warn_only=warn_only_before)
+        # A process group left to the interpreter's exit can abort a rank ("terminate
+        # called without an active exception") after the run has finished; close the
+        # one that the fit opened.
+        if not distributed_before and torch.distributed.is_available():
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
     return TrainResult(
         out=out,
         config=config,
