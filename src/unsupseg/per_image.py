@@ -306,17 +306,22 @@ def segment(
         dev.type,
     )
 
-    x = torch.from_numpy(np.moveaxis(rgb, -1, 0).copy()).unsqueeze(0).to(dev)
+    x = _as_batch(rgb, dev)
 
     superpixels_t = None
     slic_seconds = 0.0
-    if method == "kanezaki2018":
+
+    def timed_slic(picture: np.ndarray) -> np.ndarray:
+        nonlocal slic_seconds
         slic_started = time.perf_counter()
-        superpixels_np = slic_superpixels(
-            rgb, n_segments=n_segments, compactness=compactness, volume=volume
+        superpixels = slic_superpixels(
+            picture, n_segments=n_segments, compactness=compactness, volume=volume
         )
-        slic_seconds = time.perf_counter() - slic_started
-        superpixels_t = torch.from_numpy(superpixels_np).unsqueeze(0).to(dev)
+        slic_seconds += time.perf_counter() - slic_started
+        return superpixels
+
+    if method == "kanezaki2018":
+        superpixels_t = torch.from_numpy(timed_slic(rgb)).unsqueeze(0).to(dev)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -365,16 +370,11 @@ def segment(
         # functions read superpixels_t and scribble_t when called, so rebinding them
         # here hands them the full-size ones.
         if method == "kanezaki2018":
-            slic_started = time.perf_counter()
-            superpixels_t = torch.from_numpy(
-                slic_superpixels(full_rgb, n_segments=n_segments, compactness=compactness)
-            ).unsqueeze(0).to(dev)
-            slic_seconds += time.perf_counter() - slic_started
+            superpixels_t = torch.from_numpy(timed_slic(full_rgb)).unsqueeze(0).to(dev)
         if scribble is not None:
             scribble_t = _prepare_scribble(scribble, original_shape, original_shape, q)[0].to(dev)
-        x_full = torch.from_numpy(np.moveaxis(full_rgb, -1, 0).copy()).unsqueeze(0).to(dev)
         forward, x_full = network_forward(
-            net, x_full, precision=precision, channels_last=precision == "bf16"
+            net, _as_batch(full_rgb, dev), precision=precision, channels_last=precision == "bf16"
         )
         trace = trace.followed_by(
             optimise_on_image(
@@ -386,15 +386,11 @@ def segment(
     target, argmax, response = trace.target, trace.argmax, trace.response
     superpixels_out = None if superpixels_t is None else superpixels_t[0].cpu().numpy()
     if spatial != original_shape and upsample == "response":
-        slic_started = time.perf_counter()
         argmax = upsampled_argmax(response, original_shape)
         target = argmax
         if method == "kanezaki2018":
-            superpixels_out = slic_superpixels(
-                full_rgb, n_segments=n_segments, compactness=compactness
-            )
+            superpixels_out = timed_slic(full_rgb)
             target = refinement(argmax, torch.from_numpy(superpixels_out).unsqueeze(0).to(dev))
-        slic_seconds += time.perf_counter() - slic_started
     labels, argmax_ids = number_consecutively(target[0].cpu().numpy(), argmax[0].cpu().numpy())
     if spatial != original_shape:  # upsample="nearest" (labels, argmax), superpixels
         labels = resize_nearest(labels, original_shape)
@@ -447,6 +443,11 @@ def segment(
         params=params,
         fine_iterations=len(trace.n_labels_history) - coarse_iterations,
     )
+
+
+def _as_batch(picture: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(..., C) float32 array -> (1, C, ...) tensor on ``device``."""
+    return torch.from_numpy(np.moveaxis(picture, -1, 0).copy()).unsqueeze(0).to(device)
 
 
 def network_forward(
