@@ -213,15 +213,17 @@ def test_tip2020_with_scribbles_and_bad_scribbles(client):
     image = band_image(rng, 36, 48)
     key = _upload(client, _png_bytes(image)).get_json()["image"]
     layer = _scribble_layer((36, 48))
-    status = _run(client, key, "tip2020", max_iter=30, max_side=0, scribble=_data_url(layer))
-    assert status["state"] == "done" and status["step"] >= 1 and status["total"] == 30
+    # 80 iterations: at 30, 7 of 12 runs (seeds 0-5, both layouts) had a stroke still
+    # under 75% one label; at 80 every stroke was at least 81%
+    status = _run(client, key, "tip2020", max_iter=80, max_side=0, scribble=_data_url(layer))
+    assert status["state"] == "done" and status["step"] >= 1 and status["total"] == 80
     labels = _decode(client.get(f"/api/result/{status['result']}/labels.npy?threshold=0").data,
                      "labels.npy")  # fmt: skip
     top, bottom = labels[36 // 6, 8:-8], labels[-36 // 6, 8:-8]
     majority = [np.bincount(stroke).argmax() for stroke in (top, bottom)]
     assert majority[0] != majority[1]
     assert (top == majority[0]).mean() > 0.75 and (bottom == majority[1]).mean() > 0.75
-    plain = _run(client, key, "tip2020", max_iter=30, max_side=0)
+    plain = _run(client, key, "tip2020", max_iter=80, max_side=0)
     unguided = client.get(f"/api/result/{plain['result']}/labels.npy?threshold=0").data
     assert not np.array_equal(_decode(unguided, "labels.npy"), labels)  # the scribbles count
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import unsupseg.bench as bench
 from unsupseg.bench import bench_refine, bench_segment, bench_train, pixels_of_superpixels
@@ -74,6 +75,19 @@ def test_bench_segment_command_passes_its_options(tmp_path, monkeypatch, capsys)
     assert "stop_rule" not in figures
     printed = capsys.readouterr().out
     assert "reference (cpu" in printed and "skipped: stop-rule run" in printed
+    # every per-image method's default step is marked on exactly one row
+    marked = [m for row in figures["variants"] for m in row["auto_for"]]
+    assert sorted(marked) == sorted(bench.auto_steps(torch.device("cpu")))
+    assert sum(row["auto"] for row in figures["variants"]) == 1
+
+
+def test_auto_steps_follow_the_cpu(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(bench, "resolve_precision", lambda p, d, m: "fp32")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert set(bench.auto_steps(cpu).values()) == {"unsupseg"}
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert set(bench.auto_steps(cpu).values()) == {"channels-last"}
 
 
 def test_the_default_stop_image_is_found_from_the_data_root(tmp_path, monkeypatch):

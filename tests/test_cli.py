@@ -86,6 +86,12 @@ def test_segment_coarse_to_fine(tmp_path, blocks_image):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--fine-iter", "-1"])
     assert exit_info.value.code == 2
+    assert main([*argv, "--layout", "contiguous", "--precision", "fp32"]) == 0
+    summary = json.loads((out / "blocks" / "summary.json").read_text())
+    assert summary["parameters"]["layout"] == "contiguous"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--layout", "nhwc"])
+    assert exit_info.value.code == 2
 
 
 @pytest.mark.parametrize(

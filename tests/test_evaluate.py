@@ -758,6 +758,13 @@ def test_per_image_coarse_to_fine_rows(tmp_path, one_thread):
         _evaluate("bsds500", tmp_path / "bsds", tmp_path / "out", **options)
     with pytest.raises(ConfigError, match="fine_iter must be >= 0"):
         _evaluate("bsds500", tmp_path / "bsds", tmp_path / "o2", fine_iter=-1, **options)
+    with pytest.raises(ConfigError, match="layout must be one of"):
+        _evaluate("bsds500", tmp_path / "bsds", tmp_path / "o3", layout="nhwc", **options)
+    assert not (tmp_path / "o3").exists()  # refused before anything is written
+    # the layout changes rounding only: not a setting, so a folder resumes across it
+    resumed = _evaluate("bsds500", tmp_path / "bsds", tmp_path / "out", fine_iter=2,
+                        layout="contiguous", **options)  # fmt: skip
+    assert "layout" not in resumed.settings and len(resumed.rows) == len(expected)
 
 
 # --------------------------------------------------------------------------------------

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from unsupseg.algorithm import continuity_loss
-from unsupseg.device import PRECISIONS, cpu_supports_bf16, resolve_precision
+from unsupseg.device import (
+    LAYOUTS,
+    PRECISIONS,
+    cpu_supports_bf16,
+    resolve_layout,
+    resolve_precision,
+)
 from unsupseg.errors import ConfigError
 from unsupseg.io import as_float_channels
 from unsupseg.models.kanezaki import KanezakiNet
@@ -156,3 +162,34 @@ def test_segment_records_the_precision_it_ran(precision):
                      return_details=True, **FAST)  # fmt: skip
     assert result.params["precision"] == precision
     assert result.labels.shape == (16, 20)
+
+
+def test_layout_is_checked_and_chosen_by_the_cpu(monkeypatch):
+    with pytest.raises(ConfigError, match="layout must be one of"):
+        segment(np.zeros((8, 8)), layout="nhwc", **FAST)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [resolve_layout(v, cpu, "fp32") for v in LAYOUTS[1:]] == [False, True]
+    assert resolve_layout("contiguous", cpu, "bf16") is False  # an explicit choice wins
+    assert resolve_layout("auto", cuda, "bf16") and not resolve_layout("auto", cuda, "fp32")
+    for capability, expected in (("AVX2", False), ("AVX512", True), ("DEFAULT", False)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert resolve_layout("auto", cpu, "fp32") is expected
+        assert resolve_layout("auto", cpu, "bf16") is True
+
+
+@pytest.mark.parametrize("method", ["kanezaki2018", "tip2020"])
+def test_fp32_layouts_compute_the_same_segmentation(method):
+    image = np.random.default_rng(1).random((16, 20, 3))
+    options = dict(FAST, max_iter=2, precision="fp32", return_details=True, device="cpu")
+    results = {layout: segment(image, method, layout=layout, **options) for layout in LAYOUTS[1:]}
+    assert {k: r.params["layout"] for k, r in results.items()} == {k: k for k in LAYOUTS[1:]}
+    contiguous, channels_last = results["contiguous"], results["channels-last"]
+    # the same network and steps: responses differ by rounding only
+    np.testing.assert_allclose(channels_last.response, contiguous.response, atol=1e-3)
+    np.testing.assert_allclose(channels_last.loss_history, contiguous.loss_history, rtol=1e-4)
+
+
+def test_a_volume_runs_contiguous_whatever_the_layout():
+    result = segment(np.random.default_rng(0).random((3, 8, 9)), volume=True,
+                     layout="channels-last", return_details=True, **FAST)  # fmt: skip
+    assert result.params["layout"] == "contiguous" and result.labels.shape == (3, 8, 9)

@@ -34,13 +34,19 @@ from skimage.transform import resize
 from unsupseg.algorithm import Refinement, self_training_loss
 from unsupseg.data.cache import default_slic_params
 from unsupseg.data.locate import default_data_root
-from unsupseg.device import cpu_flags, cpu_supports_bf16, resolve_device, resolve_precision
+from unsupseg.device import (
+    cpu_flags,
+    cpu_supports_bf16,
+    resolve_device,
+    resolve_layout,
+    resolve_precision,
+)
 from unsupseg.errors import ConfigError, DatasetError
 from unsupseg.io import as_rgb_float, read_image
 from unsupseg.models.kanezaki import KanezakiNet
 from unsupseg.models.registry import PRESETS, Preset, build_model, get_preset
 from unsupseg.outputs import library_versions
-from unsupseg.per_image import network_forward, segment
+from unsupseg.per_image import METHODS, network_forward, segment
 from unsupseg.refine import refine_by_superpixel_vote
 from unsupseg.samples import sample_image
 from unsupseg.superpixels import slic_superpixels
@@ -280,8 +286,24 @@ def _cpu_name() -> str | None:
     return None
 
 
-#: The benchmark step of each precision as :func:`unsupseg.per_image.segment` runs it.
-AUTO_STEPS = {"fp32": "unsupseg", "bf16": "bf16-channels-last"}
+#: The benchmark step of each (precision, channels-last) as
+#: :func:`unsupseg.per_image.segment` runs it.
+STEPS = {
+    ("fp32", False): "unsupseg",
+    ("fp32", True): "channels-last",
+    ("bf16", False): "bf16",
+    ("bf16", True): "bf16-channels-last",
+}
+
+
+def auto_steps(device: torch.device) -> dict[str, str]:
+    """The benchmark step :func:`unsupseg.per_image.segment` runs on ``device`` with
+    ``precision="auto"`` and ``layout="auto"``, for each per-image method."""
+    steps = {}
+    for method in METHODS:
+        precision = resolve_precision("auto", device, method)
+        steps[method] = STEPS[precision, resolve_layout("auto", device, precision)]
+    return steps
 
 
 def time_step_variant(spec: dict[str, Any]) -> float:
@@ -372,8 +394,9 @@ def bench_segment(
     dict
         ``benchmark`` ("segment"), ``image``, ``q``, ``n_conv``, ``iterations_timed``,
         ``variants`` (rows of ``variant``, ``device``, ``threads``, ``huge_pages``,
-        ``seconds_per_iteration``, ``speedup_vs_reference``, and ``auto``: whether it is
-        what ``segment(precision="auto")`` runs on this machine; the reference first),
+        ``seconds_per_iteration``, ``speedup_vs_reference``, ``auto_for``: the methods
+        whose ``segment(precision="auto", layout="auto")`` runs it on this machine, and
+        ``auto``: whether kanezaki2018, segment's default, is one; the reference first),
         ``skipped`` (reasons), ``stop_rule`` (``image``, ``iterations``, ``seconds``,
         ``n_labels``, ``seconds_per_iteration``, ``device``) when it ran, and
         :func:`machine`'s keys.
@@ -427,22 +450,24 @@ def bench_segment(
     else:
         skipped.append("CUDA: not available on this machine")
 
-    # What segment(precision="auto") runs here: see unsupseg.device.resolve_precision.
+    # What segment runs here by default: unsupseg.device.resolve_precision, resolve_layout.
     auto_device = resolve_device(None)
-    auto_step = AUTO_STEPS[resolve_precision("auto", auto_device)]
+    steps = auto_steps(auto_device)
     rows = []
     for variant in variants:
         seconds = _run_variant({**common, **variant})
-        auto = (variant["step"], variant["device"], variant["threads"], variant["huge_pages"]) == (
-            auto_step, auto_device.type, threads, True)  # fmt: skip
+        default_run = (variant["device"], variant["threads"], variant["huge_pages"]) == (
+            auto_device.type, threads, True)  # fmt: skip
+        auto_for = [m for m, step in steps.items() if default_run and step == variant["step"]]
         rows.append({
             "variant": variant["name"], "device": variant["device"],
             "threads": variant["threads"], "huge_pages": variant["huge_pages"],
-            "seconds_per_iteration": seconds, "auto": auto,
+            "seconds_per_iteration": seconds, "auto_for": auto_for,
+            "auto": "kanezaki2018" in auto_for,
         })  # fmt: skip
         log.info("%-30s %-4s %d threads: %.3f s/iteration%s", variant["name"],
                  variant["device"], variant["threads"], seconds,
-                 "  <- auto (segment's default here)" if auto else "")  # fmt: skip
+                 f"  <- auto: {', '.join(auto_for)}" if auto_for else "")  # fmt: skip
     reference = rows[0]["seconds_per_iteration"]
     for row in rows:
         row["speedup_vs_reference"] = reference / row["seconds_per_iteration"]

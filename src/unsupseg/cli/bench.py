@@ -213,16 +213,17 @@ def run_segment(args: argparse.Namespace) -> int:
             f"{row['variant']} ({row['device']}, {row['threads']} thr)",
             f"{row['seconds_per_iteration']:.3f}",
             f"{row['speedup_vs_reference']:.2f}x",
-            "auto" if row.get("auto") else "",
+            ", ".join(row.get("auto_for", [])),
         ]
         for row in figures["variants"]
     ]
     title = f"Per-image segmentation, {figures['image']}, q={figures['q']}, 2 conv blocks"
-    header = ["variant", "s/iteration", "vs reference", "default"]
+    header = ["variant", "s/iteration", "vs reference", "default for"]
     lines = [render_table(header, rows, title=title)]
     lines.append(
-        "default: what segment runs here with --precision auto (bf16 channels-last on CPUs "
-        "with AMX or AVX512-BF16, else fp32)"
+        "default for: the methods whose segment runs this variant here with --precision auto "
+        "and --layout auto (bf16 channels-last for kanezaki2018 on CPUs with AMX or "
+        "AVX512-BF16; channels-last for fp32 on CPUs with AVX-512)"
     )
     stop = figures.get("stop_rule")
     if stop is not None:

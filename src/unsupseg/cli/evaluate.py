@@ -8,7 +8,7 @@ from pathlib import Path
 
 from unsupseg.checks import check_output_file
 from unsupseg.cli.common import number, seed
-from unsupseg.device import PRECISIONS
+from unsupseg.device import LAYOUTS, PRECISIONS
 from unsupseg.evaluation import DEFAULT_SPLITS, METHODS, evaluate_dataset
 from unsupseg.evaluation.hierarchical import HIERARCHICAL_METHODS, evaluate_hierarchy
 from unsupseg.io import write_json
@@ -135,6 +135,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="per-image: the network's arithmetic; auto: bf16 autocast for kanezaki2018 "
         "(per-image) on CPUs with AMX or AVX512-BF16, else fp32",
     )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="auto",
+        help="per-image: the network's memory layout; auto: channels-last for bf16, and "
+        "for fp32 on CPUs with AVX-512; contiguous otherwise",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -163,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         precision=args.precision,
+        layout=args.layout,
         progress=not args.quiet,
     )
     rows = list(evaluation.summary.items())

@@ -26,7 +26,7 @@ from unsupseg.cli.common import (
     seed,
     skip_remaining,
 )
-from unsupseg.device import PRECISIONS, resolve_device
+from unsupseg.device import LAYOUTS, PRECISIONS, resolve_device
 from unsupseg.errors import ConfigError
 from unsupseg.io import (
     PAGES,
@@ -185,6 +185,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="arithmetic of the network: auto picks bf16 autocast (channels-last) for "
         "kanezaki2018 on CPUs with AMX or AVX512-BF16, where it was measured to score as "
         "fp32; fp32 otherwise (tip2020 scored lower in bf16)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="auto",
+        help="memory layout of the network's tensors: auto picks channels-last for bf16, "
+        "and for fp32 on CPUs with AVX-512, where it is faster; contiguous otherwise "
+        "(the layouts differ only in floating-point rounding)",
     )
     parser.add_argument(
         "--pages",
@@ -360,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
             n_segments=args.n_segments, compactness=args.compactness, mu=args.mu,
             scribble_weight=args.scribble_weight, max_side=args.max_side, seed=args.seed,
             upsample=args.upsample, padding=args.padding, precision=args.precision,
-            fine_iter=args.fine_iter,
+            fine_iter=args.fine_iter, layout=args.layout,
         )  # fmt: skip
         check_memory(
             estimate_memory(args.q, args.n_conv, 1, 1),
@@ -393,6 +401,7 @@ def run(args: argparse.Namespace) -> int:
         upsample=args.upsample,
         padding=args.padding,
         precision=args.precision,
+        layout=args.layout,
         segments=args.segments,
         connected=args.connected,
         seed=args.seed,

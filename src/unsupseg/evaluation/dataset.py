@@ -224,6 +224,7 @@ def evaluate_dataset(
     seed: int = 0,
     device: str | None = None,
     precision: str = "auto",
+    layout: str = "auto",
     progress: bool = False,
 ) -> Evaluation:
     """Score a method, a trained checkpoint or saved label maps on a data set.
@@ -279,6 +280,10 @@ def evaluate_dataset(
         Per-image optimisation: the network's arithmetic
         (:func:`unsupseg.device.resolve_precision`); the settings record what ``auto``
         chose, so that a resumed run does not mix the two.
+    layout : {'auto', 'contiguous', 'channels-last'}
+        Per-image optimisation: the network's memory layout
+        (:func:`unsupseg.device.resolve_layout`). It changes only floating-point
+        rounding, like the number of threads, so the settings do not record it.
     progress : bool
         Show a progress bar.
 
@@ -339,9 +344,11 @@ def evaluate_dataset(
     if predictions is not None:
         settings["predictions"] = str(Path(predictions).resolve())
     if method in PER_IMAGE_METHODS:
-        from unsupseg.device import resolve_device, resolve_precision  # loads torch
+        from unsupseg.device import resolve_device, resolve_layout, resolve_precision
 
-        chosen = resolve_precision(precision, resolve_device(device), PER_IMAGE_METHODS[method])
+        resolved_device = resolve_device(device)  # loads torch
+        chosen = resolve_precision(precision, resolved_device, PER_IMAGE_METHODS[method])
+        resolve_layout(layout, resolved_device, chosen)  # refuses a bad value now
         if max_side is not None:
             check_number("max_side", max_side, minimum=2, integer=True)
         check_number("max_iter", max_iter, minimum=1, integer=True)
@@ -370,6 +377,7 @@ def evaluate_dataset(
         seed=seed,
         device=device,
         precision=precision,
+        layout=layout,
     )
 
     # Resume: keep scored rows (one per id); retry the images that failed before and

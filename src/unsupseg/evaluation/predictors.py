@@ -110,6 +110,7 @@ def make_predictor(
     seed: int = 0,
     device: str | None = None,
     precision: str = "auto",
+    layout: str = "auto",
 ) -> Predictor:
     """A function ``(dataset, index) -> label map`` for one source of predictions.
 
@@ -138,6 +139,8 @@ def make_predictor(
         Checkpoint and per-image optimisation (default: CUDA when available).
     precision : {'auto', 'fp32', 'bf16'}
         Per-image optimisation: the network's arithmetic.
+    layout : {'auto', 'contiguous', 'channels-last'}
+        Per-image optimisation: the network's memory layout.
 
     Returns
     -------
@@ -190,6 +193,7 @@ def make_predictor(
                 seed=seed,
                 device=device,
                 precision=precision,
+                layout=layout,
             )
 
         return optimised
