@@ -102,3 +102,15 @@ def test_segments_on_the_command_line_for_every_method(photo, tmp_path):
                  "--q", "4", "--max-iter", "1", "--out", str(tmp_path / "many"),
                  "--quiet"])  # fmt: skip
     assert code == 1
+
+
+def test_connected_leaves_whatever_the_label_values_and_dimensions():
+    # labels at both ends of uint64 (a shift by the minimum would wrap them together)
+    huge = np.array([[0, 2**64 - 1, 0], [2**63, 2**64 - 1, 0]], dtype=np.uint64)
+    np.testing.assert_array_equal(connected_leaves(huge), [[0, 1, 2], [3, 1, 2]])
+    # a volume: 6-connected, so two cubes touching only along an edge stay apart
+    volume = np.zeros((2, 2, 2), int)
+    volume[0, 0, 0] = volume[1, 1, 0] = 7
+    leaves = connected_leaves(volume)
+    assert leaves.shape == (2, 2, 2) and leaves.max() + 1 == 3
+    assert leaves[0, 0, 0] != leaves[1, 1, 0]

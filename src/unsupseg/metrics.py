@@ -32,9 +32,10 @@ from scipy.sparse import coo_array, csr_array
 from scipy.sparse.csgraph import connected_components as _graph_components
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
-from skimage.measure import label as _sk_label
 from skimage.metrics import contingency_table
 from skimage.morphology import thin as _sk_thin
+
+from unsupseg.regions import connected_leaves
 
 __all__ = [
     "best_iou_per_segment",
@@ -156,11 +157,7 @@ def connected_components(labels: np.ndarray) -> np.ndarray:
     Kim et al. (2020) before the BSDS500 mIoU: a label split into pieces that only touch
     diagonally counts as several segments.
     """
-    labels = _as_labels(labels, "labels")
-    dense, _ = _dense_ids(labels)
-    # +1 so that no pixel is skimage's background 0; connectivity=1 is the 4-neighbourhood.
-    components = _sk_label(dense.reshape(labels.shape) + 1, background=0, connectivity=1)
-    return components.astype(np.int64) - 1
+    return connected_leaves(_as_labels(labels, "labels"))
 
 
 def border_frame(labels: np.ndarray, inset: int = 2) -> float:

@@ -50,17 +50,20 @@ def connected_leaves(labels: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    labels : ndarray of int, shape (H, W)
+    labels : ndarray of int, shape (H, W), or (Z, Y, X) for a volume
+        Every value, 0 and negatives included, is a label (none is background).
 
     Returns
     -------
-    leaves : ndarray of int64, shape (H, W)
-        Consecutive ids from 0, one per 4-connected region of equal labels.
+    leaves : ndarray of int64, the shape of ``labels``
+        Consecutive ids from 0, one per 4-connected (6-connected in a volume) region of
+        equal labels.
     """
     labels = np.asarray(labels)
-    # skimage numbers the regions of equal value (background 0 excluded, so shift).
-    shifted = labels.astype(np.int64) - labels.min() + 1
-    return measure.label(shifted, background=0, connectivity=1).astype(np.int64) - 1
+    # Dense ids from 1 (skimage's background 0 excluded), whatever the labels' range.
+    _, inverse = np.unique(labels.ravel(), return_inverse=True)
+    dense = inverse.reshape(labels.shape).astype(np.int64) + 1
+    return measure.label(dense, background=0, connectivity=1).astype(np.int64) - 1
 
 
 def _pixel_pairs(leaves: np.ndarray, strength: np.ndarray):
