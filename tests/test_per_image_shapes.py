@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from unsupseg.algorithm import continuity_loss
+from unsupseg.algorithm import (
+    IGNORE_INDEX,
+    channel_argmax,
+    continuity_loss,
+    pixel_cross_entropy,
+    tip2020_loss,
+)
 from unsupseg.device import (
     LAYOUTS,
     PRECISIONS,
@@ -136,7 +143,8 @@ def test_bf16_forward_is_float32_close_to_fp32_and_trains():
     forward, x_cl = network_forward(net, x, precision="bf16", channels_last=True)
     assert x_cl.is_contiguous(memory_format=torch.channels_last)
     response = forward(x_cl)
-    assert response.dtype == torch.float32 and response.is_contiguous()
+    assert response.dtype == torch.float32  # stays channels-last, for the losses
+    assert response.is_contiguous(memory_format=torch.channels_last)
     # After batch norm the responses are about unit scale; bf16 keeps 8 bits.
     assert (response - reference).abs().max() < 0.1
     response.square().mean().backward()
@@ -193,3 +201,36 @@ def test_a_volume_runs_contiguous_whatever_the_layout():
     result = segment(np.random.default_rng(0).random((3, 8, 9)), volume=True,
                      layout="channels-last", return_details=True, **FAST)  # fmt: skip
     assert result.params["layout"] == "contiguous" and result.labels.shape == (3, 8, 9)
+
+
+def test_channel_argmax_is_argmax_first_maximum_on_ties_any_layout():
+    response = torch.randn(2, 6, 5, 7)
+    response[0, 1, 0, 0] = response[0, 4, 0, 0] = 99.0  # a tie: the first channel wins
+    for tensor in (response, response.contiguous(memory_format=torch.channels_last)):
+        ids = channel_argmax(tensor)
+        assert torch.equal(ids, response.argmax(dim=1)) and ids[0, 0, 0] == 1
+        assert ids.is_contiguous()  # the vote and bincount take a view of it
+    volume = torch.randn(1, 4, 3, 5, 6)
+    assert torch.equal(channel_argmax(volume), volume.argmax(dim=1))
+
+
+def test_pixel_cross_entropy_scores_channels_last_as_the_default_layout():
+    torch.manual_seed(0)
+    response = torch.randn(2, 5, 6, 7, requires_grad=True)
+    target = torch.randint(0, 5, (2, 6, 7))
+    target[0, :2] = IGNORE_INDEX
+    expected = F.cross_entropy(response, target, ignore_index=IGNORE_INDEX)
+    expected_grad = torch.autograd.grad(expected, response)[0]
+    channels_last = response.detach().contiguous(memory_format=torch.channels_last)
+    loss = pixel_cross_entropy(channels_last.requires_grad_(), target)
+    grad = torch.autograd.grad(loss, channels_last)[0]
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(grad, expected_grad)
+    assert grad.is_contiguous(memory_format=torch.channels_last)  # no copy on the way back
+    # the TIP 2020 loss with scribbles is the same in either layout
+    scribble = torch.full((2, 6, 7), 255)
+    scribble[:, 0, :3] = 1
+    a = tip2020_loss(response.detach(), scribble=scribble)
+    b = tip2020_loss(channels_last.detach(), scribble=scribble)
+    torch.testing.assert_close(a[0], b[0])
+    assert torch.equal(a[1], b[1])

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from unsupseg.algorithm import Refinement, self_training_loss
+from unsupseg.algorithm import Refinement, channel_argmax, self_training_loss
 from unsupseg.checks import check_number, check_seed
 from unsupseg.data.base import resize_image, to_uint8_rgb
 from unsupseg.data.cache import default_slic_params
@@ -336,7 +336,7 @@ def _finish(
     q = int(model.q)
     refinement = Refinement(q=q)
     response = out.response[row : row + 1].float()
-    argmax = response.argmax(dim=1)
+    argmax = channel_argmax(response)
     superpixels = None
     slic_seconds = 0.0
     n_labels_history: list[int] = [int(torch.unique(argmax).numel())]

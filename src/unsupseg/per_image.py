@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from unsupseg.algorithm import (
     UNLABELLED,
     Refinement,
+    channel_argmax,
     dynaseg_loss,
     self_training_loss,
     tip2020_loss,
@@ -439,7 +440,7 @@ def segment(
         labels=labels,
         argmax=argmax_ids,
         superpixels=superpixels_out,
-        response=response[0].float().cpu().numpy(),
+        response=np.ascontiguousarray(response[0].float().cpu().numpy()),
         n_iterations=len(trace.n_labels_history),
         seconds=time.perf_counter() - started,
         slic_seconds=slic_seconds,
@@ -470,12 +471,13 @@ def network_forward(
     device (convolutions in bfloat16, with float32 accumulation), the response cast
     back to float32 so that the softmax, the losses and the argmax are computed in
     float32. ``channels_last`` converts ``net`` and ``x`` to the channels-last memory
-    format (2-D images only).
+    format (2-D images only); the response then stays channels-last, which the losses
+    (:func:`unsupseg.algorithm.pixel_cross_entropy`) score without a copy.
 
     Returns
     -------
     forward : callable
-        Tensor -> float32 response.
+        Tensor -> float32 response (channels-last with ``channels_last``).
     x : Tensor
         The input in the memory format ``forward`` expects.
     """
@@ -493,12 +495,11 @@ def network_forward(
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             response = net(inputs)
         if channels_last:
-            # The losses' gradient comes back in the default layout; batch norm's
-            # backward is several times slower when it differs from its input's.
+            # The continuity term's gradient comes back in the default layout; batch
+            # norm's backward is several times slower when it differs from its input's.
             response = _ChannelsLastGradient.apply(response)
-        # The losses in float32, on the default layout: log-softmax over channels is
-        # several times slower on a channels-last tensor.
-        return response.to(torch.float32, memory_format=torch.contiguous_format)
+        # The losses in float32, in the response's layout (no copy of it to another).
+        return response.to(torch.float32)
 
     return forward, x
 
@@ -745,7 +746,7 @@ def upsampled_argmax(
             padding_mode="border",
             align_corners=False,
         )
-        out[:, start:stop] = band.argmax(dim=1)
+        out[:, start:stop] = channel_argmax(band)
     return out
 
 

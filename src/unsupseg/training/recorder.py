@@ -38,6 +38,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from unsupseg.algorithm import channel_argmax
 from unsupseg.data import ImageDataset
 from unsupseg.io import atomic_file
 from unsupseg.models import get_preset
@@ -176,7 +177,7 @@ def predict_samples(module: Any, samples: list[dict[str, Any]]) -> list[dict[str
                 x = x.unsqueeze(0).to(module.device, torch.float32)
                 superpixels = torch.from_numpy(sample["superpixels"]).unsqueeze(0)
                 out = model(x)
-                argmax = out.response.argmax(dim=1)
+                argmax = channel_argmax(out.response)
                 refined = module.refinement(argmax, superpixels.to(argmax.device))
                 reconstruction = None
                 if out.reconstruction is not None:
