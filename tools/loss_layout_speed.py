@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from unsupseg.algorithm import IGNORE_INDEX, Refinement, self_training_loss
-from unsupseg.bench import BENCH_SHAPE, bench_image, machine
+from unsupseg.bench import BENCH_SHAPE, bench_image, machine, median_seconds
 from unsupseg.device import cpu_supports_bf16
 from unsupseg.models.kanezaki import KanezakiNet
 from unsupseg.per_image import network_forward
@@ -35,13 +35,8 @@ from unsupseg.superpixels import slic_superpixels
 
 
 def median_ms(function, repeats: int = 7) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+    function()  # warm-up
+    return median_seconds(function, repeats) * 1000
 
 
 def reductions() -> dict[str, float]:

@@ -111,7 +111,8 @@ def pixels_of_superpixels(superpixels: np.ndarray) -> list[np.ndarray]:
     return [group for group in np.split(order, np.cumsum(counts)[:-1]) if group.size]
 
 
-def _median_seconds(function: Callable[[], Any], repeats: int) -> float:
+def median_seconds(function: Callable[[], Any], repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``function``, in seconds."""
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -192,10 +193,10 @@ def bench_refine(
     vectorised = refine_by_superpixel_vote(labels_t, superpixels_t, q)
     identical = bool(np.array_equal(looped.reshape(shape), vectorised.numpy()))
 
-    loop_seconds = _median_seconds(
+    loop_seconds = median_seconds(
         lambda: refine_by_loop_reference(labels.reshape(-1), superpixel_pixels), repeats
     )
-    vectorised_seconds = _median_seconds(
+    vectorised_seconds = median_seconds(
         lambda: refine_by_superpixel_vote(labels_t, superpixels_t, q), repeats * 20
     )
     return {
@@ -332,7 +333,7 @@ def time_step_variant(spec: dict[str, Any]) -> float:
             precision="bf16" if spec["step"].startswith("bf16") else "fp32",
         )
     step()  # warm-up
-    return _median_seconds(step, spec["iterations"])
+    return median_seconds(step, spec["iterations"])
 
 
 def _run_variant(spec: dict[str, Any]) -> float:
@@ -600,7 +601,7 @@ def bench_train(*, presets: Sequence[str] | None = None, steps: int = 3) -> dict
                     torch.cuda.synchronize()
 
             step()
-            seconds = _median_seconds(step, steps)
+            seconds = median_seconds(step, steps)
             thesis = thesis_images_per_second(preset.name) if device.type == "cpu" else None
             row = {
                 "preset": preset.name,

@@ -29,10 +29,15 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def cpu_kernels_use_avx512() -> bool:
+    """True when torch's CPU kernels use AVX-512 (``get_cpu_capability``)."""
+    return torch.backends.cpu.get_cpu_capability() in AVX512_CAPABILITIES
+
+
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX-BF16, read
     from the CPU flags) and torch's CPU kernels use AVX-512 (``get_cpu_capability``)."""
-    if torch.backends.cpu.get_cpu_capability() not in AVX512_CAPABILITIES:
+    if not cpu_kernels_use_avx512():
         return False
     flags = set(cpu_flags())
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -132,4 +137,4 @@ def resolve_layout(layout: str, device: torch.device, precision: str) -> bool:
         return layout == "channels-last"
     if precision == "bf16":
         return True
-    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in AVX512_CAPABILITIES
+    return device.type == "cpu" and cpu_kernels_use_avx512()
