@@ -295,6 +295,19 @@ def test_invalid_sources_are_config_errors(tmp_path):
         _evaluate("bsds500", root, out, predictions=tmp_path / "none")
     with pytest.raises(ConfigError, match="unknown data set"):
         _evaluate("cifar10", root, out, method="blank")
+    # bad numbers are refused before any image is read, NaN included
+    for options, message in [
+        (dict(method="kmeans", seed=-1), "seed must be in"),
+        (dict(method="tip2020", seed=2**40), "seed must be in"),
+        (dict(method="per-image", seed=float("nan")), "seed must be an integer"),
+        (dict(method="per-image", max_iter=0), "max_iter must be >= 1"),
+        (dict(method="dynaseg-fsf", max_side=1), "max_side must be >= 2"),
+        (dict(method="blank", limit=float("nan")), "limit must be an integer"),
+        (dict(method="blank", limit=0), "limit must be >= 1"),
+        (dict(method="blank", workers=0), "workers must be >= 1"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            _evaluate("bsds500", root, out, **options)
     assert not out.exists()  # nothing written on bad usage
 
 

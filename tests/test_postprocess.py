@@ -340,6 +340,17 @@ def test_sweep_without_ground_truth_chooses_by_an_index(tmp_path):
     assert "covering" not in summary["settings"]["ward-4"]
     with pytest.raises(ConfigError, match="needs ground truth"):
         postprocess_dataset("folder", choose_by="covering", out=tmp_path / "o2", **options)
+    for bad, message in [
+        (dict(samples=float("nan")), "samples must be an integer"),
+        (dict(samples=1), "samples must be >= 2"),
+        (dict(figure_images=-1), "figure_images must be >= 0"),
+        (dict(limit=0), "limit must be >= 1"),
+        (dict(workers=2.5), "workers must be an integer"),
+        (dict(seed=-1), "seed must be in"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            postprocess_dataset("folder", out=tmp_path / "o3", **options, **bad)
+    assert not (tmp_path / "o3").exists()
 
 
 # --------------------------------------------------------------------------------------

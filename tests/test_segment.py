@@ -159,6 +159,25 @@ def test_invalid_options(blocks_image, kwargs, message):
         segment(blocks_image, **kwargs)
 
 
+def test_check_options_takes_segments_defaults():
+    """Callers that have only some settings (evaluate_dataset) check just those; the
+    others take segment's defaults, and a misspelt name is an error, not ignored."""
+    import inspect
+
+    from unsupseg.errors import ConfigError
+    from unsupseg.per_image import CHECKED_OPTIONS, check_options
+
+    assert set(CHECKED_OPTIONS) <= set(inspect.signature(segment).parameters)
+    check_options()  # segment's defaults are valid
+    check_options(method="dynaseg-scf", max_side=64, fine_iter=3)
+    with pytest.raises(ConfigError, match="fine_iter must be >= 0"):
+        check_options(method="tip2020", fine_iter=-1)
+    with pytest.raises(ConfigError, match="layout must be one of auto"):
+        check_options(layout="nhwc")
+    with pytest.raises(TypeError, match="max_iters"):
+        check_options(max_iters=5)
+
+
 def test_bad_scribbles(blocks_image):
     with pytest.raises(ValueError, match="must match"):
         segment(blocks_image, "tip2020", scribble=np.full((5, 5), 255, dtype=np.uint8))

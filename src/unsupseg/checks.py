@@ -79,6 +79,14 @@ def _show(bound: float | None) -> str:
     return f"{bound:g}"
 
 
+def check_limit_and_workers(limit: int | None, workers: int) -> None:
+    """Refuse a ``limit`` (images to process; None for all) or a ``workers`` count
+    (processes) that is not an integer >= 1."""
+    if limit is not None:
+        check_number("limit", limit, minimum=1, integer=True)
+    check_number("workers", workers, minimum=1, integer=True)
+
+
 def check_seed(seed: int, name: str = "seed") -> None:
     """Refuse a seed outside ``0 .. 2**32 - 1`` (the range every generator here takes)."""
     check_number(name, seed, minimum=0, maximum=MAX_SEED, integer=True)

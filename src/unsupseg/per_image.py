@@ -15,6 +15,7 @@ itself as the target and adds a spatial continuity loss, optionally with scribbl
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -648,62 +649,55 @@ def number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.ndar
 COMPACTNESS_RANGE = (1e-6, 1e6)
 
 
-def check_options(
-    *,
-    method: str,
-    q: int,
-    n_conv: int,
-    lr: float,
-    momentum: float,
-    max_iter: int,
-    min_labels: int | None,
-    n_segments: int,
-    compactness: float,
-    mu: float,
-    scribble_weight: float,
-    max_side: int | None,
-    seed: int,
-    upsample: str = "response",
-    padding: str = "auto",
-    precision: str = "auto",
-    fine_iter: int = 0,
-    layout: str = "auto",
-) -> None:
+#: The settings of :func:`segment` that :func:`check_options` checks.
+CHECKED_OPTIONS = (
+    "method", "q", "n_conv", "lr", "momentum", "max_iter", "min_labels", "n_segments",
+    "compactness", "mu", "scribble_weight", "max_side", "seed", "upsample", "padding",
+    "precision", "fine_iter", "layout",
+)  # fmt: skip
+
+
+def check_options(**options: Any) -> None:
     """Refuse settings of :func:`segment` that it cannot use, before any image is read:
-    each must be a finite number in its range (the parameters of :func:`segment`).
+    each must be a finite number in its range. ``options`` are any of
+    :data:`CHECKED_OPTIONS`; one not given takes :func:`segment`'s default, so that a
+    caller passes only the settings it has.
 
     Raises
     ------
     ConfigError
         Naming the first setting out of range and the range.
+    TypeError
+        For a name that is not one of :data:`CHECKED_OPTIONS`.
     """
+    unknown = sorted(set(options) - set(CHECKED_OPTIONS))
+    if unknown:
+        raise TypeError(f"check_options() got unexpected settings: {', '.join(unknown)}")
+    defaults = inspect.signature(segment).parameters
+    settings = {name: options.get(name, defaults[name].default) for name in CHECKED_OPTIONS}
+    method = settings["method"]
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    for name, value in dict(q=q, n_conv=n_conv, max_iter=max_iter, n_segments=n_segments).items():
-        check_number(name, value, minimum=2 if name == "q" else 1, integer=True)
-    check_number("lr", lr, minimum=0, exclusive_minimum=True)
-    check_number("momentum", momentum, minimum=0, maximum=1, exclusive_maximum=True)
+    for name in ("q", "n_conv", "max_iter", "n_segments"):
+        check_number(name, settings[name], minimum=2 if name == "q" else 1, integer=True)
+    check_number("lr", settings["lr"], minimum=0, exclusive_minimum=True)
+    check_number("momentum", settings["momentum"], minimum=0, maximum=1, exclusive_maximum=True)
     low, high = COMPACTNESS_RANGE
-    check_number("compactness", compactness, minimum=low, maximum=high)
-    check_number("mu", mu, minimum=0)
-    check_number("scribble_weight", scribble_weight, minimum=0)
-    if max_side is not None:
-        check_number("max_side", max_side, minimum=2, integer=True)
-    check_number("fine_iter", fine_iter, minimum=0, integer=True)
-    if min_labels is not None:
-        check_number("min_labels", min_labels, minimum=1, integer=True)
-    check_seed(seed)
-    if upsample not in UPSAMPLING:
-        raise ConfigError(f"upsample must be one of {', '.join(UPSAMPLING)}; got {upsample!r}")
-    if padding not in PADDING_CHOICES:
-        choices = ", ".join(PADDING_CHOICES)
-        raise ConfigError(f"padding must be one of {choices}; got {padding!r}")
-    if precision not in PRECISIONS:
-        choices = ", ".join(PRECISIONS)
-        raise ConfigError(f"precision must be one of {choices}; got {precision!r}")
-    if layout not in LAYOUTS:
-        choices = ", ".join(LAYOUTS)
-        raise ConfigError(f"layout must be one of {choices}; got {layout!r}")
+    check_number("compactness", settings["compactness"], minimum=low, maximum=high)
+    check_number("mu", settings["mu"], minimum=0)
+    check_number("scribble_weight", settings["scribble_weight"], minimum=0)
+    if settings["max_side"] is not None:
+        check_number("max_side", settings["max_side"], minimum=2, integer=True)
+    check_number("fine_iter", settings["fine_iter"], minimum=0, integer=True)
+    if settings["min_labels"] is not None:
+        check_number("min_labels", settings["min_labels"], minimum=1, integer=True)
+    check_seed(settings["seed"])
+    for name, choices in (
+        ("upsample", UPSAMPLING), ("padding", PADDING_CHOICES), ("precision", PRECISIONS),
+        ("layout", LAYOUTS),
+    ):  # fmt: skip
+        if settings[name] not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {settings[name]!r}")
 
 
 def default_padding(method: str) -> str:

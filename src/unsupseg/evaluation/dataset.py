@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from unsupseg.baselines import BASELINES
-from unsupseg.checks import check_number, check_output_folder
+from unsupseg.checks import check_limit_and_workers, check_output_folder, check_seed
 from unsupseg.data.base import ImageDataset
 from unsupseg.data.datasets import open_dataset
 from unsupseg.data.folders import LabelledFolderDataset, open_folder
@@ -317,10 +317,7 @@ def evaluate_dataset(
     """
     if method is not None and method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be >= 1; got {limit}")
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1; got {workers}")
+    check_limit_and_workers(limit, workers)
     if sum(source is not None for source in (method, checkpoint, predictions)) != 1:
         raise ConfigError("give exactly one of method, checkpoint and predictions")
     data, root, split = open_scored_dataset(dataset, split, data_root)
@@ -344,19 +341,20 @@ def evaluate_dataset(
     if predictions is not None:
         settings["predictions"] = str(Path(predictions).resolve())
     if method in PER_IMAGE_METHODS:
-        from unsupseg.device import resolve_device, resolve_layout, resolve_precision
+        from unsupseg.device import resolve_device, resolve_precision
+        from unsupseg.per_image import check_options
 
+        check_options(
+            method=PER_IMAGE_METHODS[method], max_iter=max_iter, max_side=max_side,
+            fine_iter=fine_iter, seed=seed, precision=precision, layout=layout,
+        )  # fmt: skip
         resolved_device = resolve_device(device)  # loads torch
         chosen = resolve_precision(precision, resolved_device, PER_IMAGE_METHODS[method])
-        resolve_layout(layout, resolved_device, chosen)  # refuses a bad value now
-        if max_side is not None:
-            check_number("max_side", max_side, minimum=2, integer=True)
-        check_number("max_iter", max_iter, minimum=1, integer=True)
-        check_number("fine_iter", fine_iter, minimum=0, integer=True)
         settings.update(max_side=max_side, max_iter=max_iter, seed=seed, precision=chosen)
         if fine_iter:  # only when used, so that earlier per_image.csv files still resume
             settings["fine_iter"] = fine_iter
     if method == "kmeans":
+        check_seed(seed)
         settings["seed"] = seed
     if checkpoint is not None:
         settings["refine"] = bool(refine)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from unsupseg import metrics
 from unsupseg.baselines import felzenszwalb_baseline
+from unsupseg.checks import check_limit_and_workers
 from unsupseg.data.base import ImageDataset
 from unsupseg.errors import ConfigError
 from unsupseg.evaluation.dataset import (
@@ -430,10 +431,7 @@ def evaluate_hierarchy(
             f"the hierarchy protocol needs BSDS500's region and boundary ground truth; "
             f"got --dataset {dataset}"
         )
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be >= 1; got {limit}")
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1; got {workers}")
+    check_limit_and_workers(limit, workers)
     data, root, split = open_scored_dataset(dataset, split, data_root)
     if scoring_kind(data) != "bsds":
         raise ConfigError("the hierarchy protocol needs BSDS500 ground truth")

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unsupseg import metrics
+from unsupseg.checks import check_limit_and_workers, check_number, check_seed
 from unsupseg.errors import ConfigError
 from unsupseg.evaluation.dataset import open_scored_dataset
 from unsupseg.evaluation.predictors import checkpoint_path, make_predictor
@@ -444,14 +445,10 @@ def postprocess_dataset(
         raise ConfigError(
             f"choose_by must be one of {', '.join([*GT_SCORES, *INDICES])}; got {choose_by!r}"
         )
-    if samples < 2:
-        raise ConfigError(f"samples must be >= 2; got {samples}")
-    if figure_images < 0:
-        raise ConfigError(f"figure_images must be >= 0; got {figure_images}")
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1; got {workers}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be >= 1; got {limit}")
+    check_number("samples", samples, minimum=2, integer=True)
+    check_number("figure_images", figure_images, minimum=0, integer=True)
+    check_limit_and_workers(limit, workers)
+    check_seed(seed)
     if (checkpoint is None) == (predictions is None):
         raise ConfigError("give exactly one of checkpoint and predictions")
     data, root, split = open_scored_dataset(dataset, split, data_root)
