@@ -239,6 +239,8 @@ def test_tip2020_with_scribbles_and_bad_scribbles(client):
     refused("tip2020 only", method="kanezaki2018", scribble=_data_url(layer))
     refused("iterations must be a whole number", max_iter="nan")
     refused("working size must be at least 8", max_side=3)
+    refused("full-size iterations must be 0 or more", fine_iter=-1)
+    refused("full-size iterations must be a whole number", fine_iter="inf")
     refused("unknown method", method="magic")
     unknown = client.post("/api/run", json={"image": "nothing", "method": "tip2020"})
     assert unknown.status_code == 404
@@ -255,6 +257,17 @@ def test_per_image_result_starts_at_the_methods_own_labels(client):
     own = _decode(client.get(f"{base}/labels.npy").data, "labels.npy")
     assert int(default.headers["X-Labels"]) == np.unique(own).size
     assert client.get(f"{base}/view.png?threshold=1").headers["X-Regions"] == "1"
+
+
+def test_full_size_iterations_follow_the_working_size(client):
+    rng = np.random.default_rng(3)
+    key = _upload(client, _png_bytes(band_image(rng, 36, 48))).get_json()["image"]
+    status = _run(client, key, "kanezaki2018", max_iter=3, max_side=16, fine_iter=2)
+    # 3 iterations at 16 px, then 2 at 48x36, shown as one count
+    assert (status["state"], status["step"], status["total"]) == ("done", 5, 5), status
+    labels = _decode(client.get(f"/api/result/{status['result']}/labels.npy?threshold=0").data,
+                     "labels.npy")  # fmt: skip
+    assert labels.shape == (36, 48)
 
 
 def test_runs_fail_with_a_message_cancel_and_replace_each_other(client, monkeypatch):

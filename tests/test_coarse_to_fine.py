@@ -73,8 +73,13 @@ def test_fine_iter_goes_on_at_full_size(blocks_image):
     big = np.kron(blocks_image, np.ones((3, 3, 1), dtype=np.uint8))
     options = dict(q=12, max_iter=4, n_segments=60, max_side=24, seed=0, min_labels=1)
     coarse = segment(big, return_details=True, **options)
-    fine = segment(big, fine_iter=3, return_details=True, **options)
+    calls = []
+    fine = segment(big, fine_iter=3, return_details=True, callback=lambda *a: calls.append(a),
+                   **options)  # fmt: skip
     assert (coarse.n_iterations, fine.n_iterations, fine.fine_iterations) == (4, 7, 3)
+    # progress counts on through both stages, against their most
+    assert [call[:2] for call in calls] == [(i, 7) for i in range(1, 8)]
+    assert [call[2] for call in calls] == fine.n_labels_history
     assert fine.n_labels_history[:4] == coarse.n_labels_history  # the same coarse stage
     assert fine.working_shape == coarse.working_shape != big.shape[:2]
     assert fine.response.shape == (12, *big.shape[:2])
@@ -84,8 +89,12 @@ def test_fine_iter_goes_on_at_full_size(blocks_image):
     pairs = np.unique(np.stack([fine.superpixels.ravel(), fine.labels.ravel()]), axis=1)
     assert pairs.shape[1] == np.unique(fine.superpixels).size  # voted on full-size SLIC
     # the stop rule holds across the stages: stopped at once, one full-size iteration
-    stopped = segment(big, fine_iter=3, return_details=True, **{**options, "min_labels": 12})
+    calls.clear()
+    stopped = segment(big, fine_iter=3, return_details=True, callback=lambda *a: calls.append(a),
+                      **{**options, "min_labels": 12})  # fmt: skip
     assert (stopped.n_iterations, stopped.fine_iterations) == (2, 1)
+    # the most shrinks to what is left once the working-size stage has stopped early
+    assert [call[:2] for call in calls] == [(1, 7), (2, 4)]
     # nothing to go on with when the image was not downscaled
     same = segment(big, fine_iter=3, return_details=True, **{**options, "max_side": None})
     assert (same.n_iterations, same.fine_iterations, same.params["fine_iter"]) == (4, 0, None)

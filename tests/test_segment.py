@@ -92,6 +92,39 @@ def test_tip2020_with_scribbles_follows_them(blocks_image):
     assert all(share > 0.8 for _, share in majorities)
 
 
+def test_thin_scribbles_survive_the_working_size():
+    """A stroke one pixel wide is kept at a smaller working size (nearest neighbour
+    alone dropped it, and tip2020 then stopped with a NaN loss)."""
+    import torch
+
+    from unsupseg.algorithm import UNLABELLED, tip2020_loss
+    from unsupseg.io import resize_nearest
+    from unsupseg.per_image import downscale_scribble
+
+    scribble = np.full((100, 120), UNLABELLED, np.uint8)
+    scribble[33, 10:110] = 2  # under no working pixel's centre at 10x12
+    scribble[60:80, 30:40] = 4  # a blob: where nearest keeps it, it stays the same
+    scribble[71:80, 91:93] = 1  # one cell holding 18 pixels of class 1, 10 of class 3
+    scribble[70, 90:100] = 3
+    small = downscale_scribble(scribble, (10, 12))
+    nearest = resize_nearest(scribble, (10, 12))
+    assert np.all(nearest[3] == UNLABELLED)
+    assert np.array_equal(small[3], [UNLABELLED] + [2] * 10 + [UNLABELLED])
+    kept = nearest != UNLABELLED
+    assert np.array_equal(small[kept], nearest[kept])
+    assert small[7, 9] == 1 and small[7, 3] == 4
+    assert np.array_equal(downscale_scribble(scribble, (100, 120)), scribble)
+    image = np.zeros((100, 120, 3), np.uint8)
+    image[50:] = 200
+    labels = segment(image, "tip2020", scribble=scribble, max_side=24, max_iter=2, q=8,
+                     n_conv=1, min_labels=1, seed=0)  # fmt: skip
+    assert labels.shape == (100, 120)
+    # an empty scribble scores nothing rather than NaN
+    response = torch.randn(1, 8, 5, 6)
+    loss, _, _ = tip2020_loss(response, scribble=torch.full((1, 5, 6), UNLABELLED))
+    assert torch.isfinite(loss)
+
+
 def test_tip2020_without_scribbles_reduces_labels(blocks_image):
     result = segment(blocks_image, "tip2020", q=20, max_iter=60, return_details=True)
     assert result.n_labels_history[-1] < result.n_labels_history[0]

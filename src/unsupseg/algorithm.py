@@ -200,8 +200,9 @@ def tip2020_loss(
     if not bool(scribbled.all()):
         similarity_target = argmax.masked_fill(scribbled, IGNORE_INDEX)
         loss = loss + pixel_cross_entropy(response, similarity_target)
-    scribble_target = scribble.masked_fill(~scribbled, IGNORE_INDEX)
-    loss = loss + scribble_weight * pixel_cross_entropy(response, scribble_target)
+    if bool(scribbled.any()):  # an empty scribble would score nothing (NaN)
+        scribble_target = scribble.masked_fill(~scribbled, IGNORE_INDEX)
+        loss = loss + scribble_weight * pixel_cross_entropy(response, scribble_target)
     return loss, argmax, argmax
 
 

@@ -209,9 +209,13 @@ def segment(
     progress : bool
         Show a progress bar over iterations.
     callback : callable, optional
-        Called after every iteration as ``callback(iteration, max_iter, n_labels)``
-        (iterations from 1): progress for a user interface. An exception it raises
-        stops the optimisation and propagates, which is how a run is cancelled.
+        Called after every iteration as ``callback(iteration, most, n_labels)``
+        (iterations from 1): progress for a user interface. With ``fine_iter``,
+        ``iteration`` counts on through the full-size stage and ``most`` is the most
+        iterations of both stages (``max_iter + fine_iter``, then the iterations run at
+        the working size plus ``fine_iter`` once that stage has stopped). An exception
+        it raises stops the optimisation and propagates, which is how a run is
+        cancelled.
 
     Returns
     -------
@@ -361,6 +365,15 @@ def segment(
         def loss_fn(response: torch.Tensor) -> StepLosses:
             return dynaseg_loss(response, variant=variant)
 
+    # The callback counts the iterations of both stages against their most, so that a
+    # progress bar never goes back when the full-size stage starts.
+    budget = max_iter + (fine_iter if fine else 0)
+    coarse_callback = None
+    if callback is not None:
+
+        def coarse_callback(iteration: int, _stage_most: int, n_labels: int) -> None:
+            callback(iteration, budget, n_labels)
+
     trace = optimise_on_image(
         forward,
         optimizer,
@@ -370,7 +383,7 @@ def segment(
         max_iter=max_iter,
         min_labels=min_labels,
         progress=progress,
-        callback=callback,
+        callback=coarse_callback,
     )
     coarse_iterations = len(trace.n_labels_history)
     if fine:
@@ -384,10 +397,16 @@ def segment(
         forward, x_full = network_forward(
             net, _as_batch(full_rgb, dev), precision=precision, channels_last=channels_last
         )
+        fine_callback = None
+        if callback is not None:
+
+            def fine_callback(iteration: int, _stage_most: int, n_labels: int) -> None:
+                callback(coarse_iterations + iteration, coarse_iterations + fine_iter, n_labels)
+
         trace = trace.followed_by(
             optimise_on_image(
                 forward, optimizer, x_full, loss_fn, q=q, max_iter=fine_iter,
-                min_labels=min_labels, progress=progress, callback=callback,
+                min_labels=min_labels, progress=progress, callback=fine_callback,
             )  # fmt: skip
         )
         spatial = original_shape
@@ -626,8 +645,38 @@ def _prepare_scribble(
             f"scribble class ids must be in 0..{q - 1} (q={q}) or {UNLABELLED}; "
             f"found {classes.min()}..{classes.max()}"
         )
-    scribble = resize_nearest(scribble, working)
+    scribble = downscale_scribble(scribble, working)
     return torch.from_numpy(scribble.astype(np.int64)).unsqueeze(0), int(classes.size)
+
+
+def downscale_scribble(scribble: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scribbles (class ids, :data:`UNLABELLED` elsewhere) at the working ``size``,
+    without losing a stroke thinner than a working pixel.
+
+    A working pixel takes the class under its centre (:func:`unsupseg.io.resize_nearest`);
+    one whose centre is unscribbled but which covers scribbled pixels takes their most
+    frequent class (the smallest id on a tie). Nearest neighbour alone drops a stroke
+    one pixel wide at most working sizes, and then the scribble term had no pixel left.
+    """
+    out = resize_nearest(scribble, size)
+    (height, width), (rows, cols) = scribble.shape, size
+    if (height, width) == (rows, cols):
+        return out
+    ys, xs = np.nonzero(scribble != UNLABELLED)
+    cells = (ys * rows // height) * cols + xs * cols // width
+    classes = scribble[ys, xs].astype(np.int64)
+    keep = out.ravel()[cells] == UNLABELLED
+    cells, classes = cells[keep], classes[keep]
+    if cells.size == 0:
+        return out
+    pairs, counts = np.unique(np.stack([cells, classes]), axis=1, return_counts=True)
+    # per cell, the class with the most pixels: sort by cell, then count down, class up
+    order = np.lexsort((pairs[1], -counts, pairs[0]))
+    pairs = pairs[:, order]
+    first = np.r_[True, pairs[0, 1:] != pairs[0, :-1]]
+    filled = out.copy()
+    filled.ravel()[pairs[0, first]] = pairs[1, first]
+    return filled
 
 
 def number_consecutively(final: np.ndarray, argmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -158,7 +158,8 @@ def create_app(workspace: Workspace | None = None) -> Any:
             scribble = _decode_scribble(scribble, (width, height))
         job = workspace.start(
             image, str(body.get("method", "")), max_iter=body.get("max_iter", 200),
-            max_side=body.get("max_side", 256), seed=body.get("seed", 0), scribble=scribble,
+            max_side=body.get("max_side", 256), fine_iter=body.get("fine_iter", 0),
+            seed=body.get("seed", 0), scribble=scribble,
         )  # fmt: skip
         return flask.jsonify(job.status())
 

@@ -358,6 +358,7 @@ class Workspace:
         *,
         max_iter: Any = 200,
         max_side: Any = 256,
+        fine_iter: Any = 0,
         seed: Any = 0,
         scribble: np.ndarray | None = None,
     ) -> Job:
@@ -365,8 +366,10 @@ class Workspace:
         cancelled first.
 
         ``max_iter``, ``max_side`` (the working size's longer side; 0 or None for full
-        size) and ``seed`` are checked here; ``scribble`` (class ids, 255 elsewhere, the
-        image's size) is for ``tip2020`` and must hold at least one scribbled pixel.
+        size), ``fine_iter`` (the per-image methods' iterations at full size after those
+        at the working size, coarse to fine) and ``seed`` are checked here;
+        ``scribble`` (class ids, 255 elsewhere, the image's size) is for ``tip2020`` and
+        must hold at least one scribbled pixel.
         """
         source = self._get(self._images, image, "image")
         if method not in self.methods:
@@ -376,8 +379,11 @@ class Workspace:
             raise ConfigError(
                 f"the working size must be at least 8 pixels (or 0 for full size); got {side}"
             )
+        fine = _whole("full-size iterations", fine_iter)
+        if fine < 0:
+            raise ConfigError(f"full-size iterations must be 0 or more; got {fine}")
         options = {"max_iter": _whole("iterations", max_iter), "max_side": side,
-                   "seed": _whole("seed", seed)}  # fmt: skip
+                   "fine_iter": fine, "seed": _whole("seed", seed)}  # fmt: skip
         if scribble is not None:
             if method != "tip2020":
                 raise ConfigError("scribbles are used by tip2020 only: choose it as the method")
@@ -451,11 +457,12 @@ class Workspace:
             labels = predict(checkpoint, source.array, max_side=options["max_side"],
                              seed=options["seed"])  # fmt: skip
         else:
-            job.total = options["max_iter"]
+            job.total = options["max_iter"] + (options["fine_iter"] if options["max_side"] else 0)
             labels = segment(
                 source.array, method, max_iter=options["max_iter"],
-                max_side=options["max_side"], seed=options["seed"], scribble=scribble,
-                device=self.device, callback=job.progress,
+                max_side=options["max_side"], fine_iter=options["fine_iter"],
+                seed=options["seed"], scribble=scribble, device=self.device,
+                callback=job.progress,
             )  # fmt: skip
         strength = image_boundary_strength(source.picture.astype(np.float64) / 255.0)
         tree = Hierarchy.from_boundaries(strength, connected_leaves(labels))

@@ -64,6 +64,7 @@ function settings() {
     method: $("method").value,
     max_iter: $("max-iter").value,
     max_side: $("max-side").value,
+    fine_iter: $("fine-iter").value,
     seed: $("seed").value,
   };
 }
