@@ -114,3 +114,66 @@ def test_connected_leaves_whatever_the_label_values_and_dimensions():
     leaves = connected_leaves(volume)
     assert leaves.shape == (2, 2, 2) and leaves.max() + 1 == 3
     assert leaves[0, 0, 0] != leaves[1, 1, 0]
+
+
+def _naive_greedy(leaves, strength, colours, colour_weight, size_ref):
+    """Greedy merging recomputed from scratch at every step: the regions as a label
+    map, every boundary's mean pixel-pair strength and the cost of greedy_merge."""
+    labels = leaves.copy()
+    pairs = []
+    for sa, sb in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+                   ((slice(None, -1), slice(None)), (slice(1, None), slice(None)))):  # fmt: skip
+        pairs.append((sa, sb))
+    merged_sets, heights, last = [], [], 0.0
+    while np.unique(labels).size > 1:
+        costs = {}
+        for sa, sb in pairs:
+            la, lb = labels[sa], labels[sb]
+            values = 0.5 * (strength[sa] + strength[sb])
+            for x, y, v in zip(la[la != lb], lb[la != lb], values[la != lb], strict=True):
+                key = (min(x, y), max(x, y))
+                s, c = costs.get(key, (0.0, 0))
+                costs[key] = (s + v, c + 1)
+        best = None
+        for (x, y), (s, c) in costs.items():
+            value = s / c
+            ax, ay = (labels == x).sum(), (labels == y).sum()
+            if colour_weight:
+                mean = [colours[labels == r].mean(axis=0) for r in (x, y)]
+                value += colour_weight * np.linalg.norm(mean[0] - mean[1])
+            if size_ref:
+                value *= min(1.0, np.sqrt(min(ax, ay) / (size_ref * labels.size)))
+            if best is None or value < best[0]:
+                best = (value, x, y)
+        value, x, y = best
+        last = max(last, value)
+        heights.append(last)
+        merged_sets.append(frozenset(np.unique(leaves[(labels == x) | (labels == y)]).tolist()))
+        labels[labels == y] = x
+    return merged_sets, heights
+
+
+@pytest.mark.parametrize("costs", [dict(), dict(colour_weight=0.5, size_ref=0.05)])
+def test_greedy_merge_is_greedy_on_a_fragmented_map(costs):
+    """One large region full of specks (the case that moves boundaries between regions
+    rather than copying them) merges exactly as merging from scratch at every step."""
+    from unsupseg.regions import greedy_merge
+
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(3), 6)[None, :].repeat(14, axis=0)  # three 6-wide bands
+    specks = rng.random(labels.shape) < 0.12
+    leaves = connected_leaves(np.where(specks, 3 + np.arange(labels.size).reshape(labels.shape),
+                                       labels))  # fmt: skip
+    strength = rng.random(leaves.shape)  # continuous: no two costs tie
+    colours = rng.random((*leaves.shape, 3))
+    merges, heights, *_ = greedy_merge(leaves, strength, colours, **costs)
+    n = int(leaves.max()) + 1
+    assert n > 20 and merges.shape == (n - 1, 2)
+    members = [frozenset([i]) for i in range(n)]
+    for a, b in merges:
+        members.append(members[a] | members[b])
+    expected_sets, expected_heights = _naive_greedy(
+        leaves, strength, colours, costs.get("colour_weight", 0.0), costs.get("size_ref", 0.0)
+    )
+    assert members[n:] == expected_sets
+    np.testing.assert_allclose(heights, expected_heights, rtol=1e-9)

@@ -150,8 +150,8 @@ def greedy_merge(
         [np.bincount(flat, weights=c.ravel(), minlength=n) for c in np.moveaxis(colours, -1, 0)],
         axis=1,
     )
-    areas = list(area) + [0.0] * n
-    csums = [row for row in csum] + [None] * n
+    areas = list(area)
+    csums = [row for row in csum]
     size_norm = size_ref * leaves.size
 
     def cost(a: int, b: int, s: float, c: float) -> float:
@@ -164,50 +164,76 @@ def greedy_merge(
             value *= min(1.0, np.sqrt(min(areas[a], areas[b]) / size_norm))
         return value
 
-    neighbours: list[dict[int, list]] = [dict() for _ in range(2 * n)]
+    # Regions live in slots, the ids of their leaves: a merge keeps the slot with more
+    # neighbours and moves the other's boundaries into it, so each boundary moves
+    # O(log n) times (small into large) instead of every merge copying the whole
+    # neighbourhood of the merged region. ``node[slot]`` is the region's tree node.
+    neighbours: list[dict[int, list]] = [dict() for _ in range(n)]
     heap: list = []
     for e, (k, s, c) in enumerate(
         zip(edge_keys.tolist(), sums.tolist(), counts.tolist(), strict=True)
     ):
         a, b = divmod(k, n)
-        record = [s, c, [e], 0]
+        record = [s, c, [e]]
         neighbours[a][b] = record
         neighbours[b][a] = record
         heapq.heappush(heap, (cost(a, b, s, c), e, a, b, record))
-    alive = [True] * (2 * n)
+    # Costs that depend on the regions' areas or colours change for every boundary of a
+    # merged region; the mean boundary strength alone changes only where two join.
+    region_costs = bool(colour_weight) or size_norm > 0
+    node = list(range(n))
     edge_height = np.zeros(edge_keys.size, dtype=np.float64)
     merges, heights = [], []
     next_node, tiebreak, last = n, edge_keys.size, 0.0
     while heap:
         value, _, a, b, record = heapq.heappop(heap)
-        if not (alive[a] and alive[b]) or neighbours[a].get(b) is not record:
-            continue
+        if neighbours[a].get(b) is not record:
+            continue  # a stale entry: that boundary has moved, joined or gone
         last = max(last, value)
         edge_height[record[2]] = last
-        merges.append((a, b))
+        merges.append((node[a], node[b]))
         heights.append(last)
-        node = next_node
+        keep, gone = (a, b) if len(neighbours[a]) >= len(neighbours[b]) else (b, a)
+        node[keep] = next_node
         next_node += 1
-        alive[a] = alive[b] = False
-        areas[node] = areas[a] + areas[b]
-        csums[node] = csums[a] + csums[b]
+        areas[keep] = areas[a] + areas[b]
+        csums[keep] = csums[a] + csums[b]
         del neighbours[a][b], neighbours[b][a]
-        merged: dict[int, list] = {}
-        for old in (a, b):
-            for other, rec in neighbours[old].items():
-                del neighbours[other][old]
-                if other in merged:
-                    kept = merged[other]
-                    kept[0] += rec[0]
-                    kept[1] += rec[1]
-                    kept[2].extend(rec[2])
-                else:
-                    merged[other] = [rec[0], rec[1], list(rec[2]), 0]
-            neighbours[old] = {}
-        for other, rec in merged.items():
-            neighbours[node][other] = rec
-            neighbours[other][node] = rec
-            heapq.heappush(heap, (cost(node, other, rec[0], rec[1]), tiebreak, node, other, rec))
+        if region_costs:
+            # Every boundary of the merged region changes cost: each gets a fresh record
+            # (the entries pushed before go stale), in the order of a's neighbours, then
+            # b's, and is pushed again.
+            joined: dict[int, list] = {}
+            for side in (a, b):
+                for other, rec in neighbours[side].items():
+                    del neighbours[other][side]
+                    kept = joined.get(other)
+                    joined[other] = (
+                        [rec[0], rec[1], list(rec[2])] if kept is None
+                        else [kept[0] + rec[0], kept[1] + rec[1], kept[2] + rec[2]]
+                    )  # fmt: skip
+                neighbours[side] = {}
+            neighbours[keep] = joined
+            for other, rec in joined.items():
+                neighbours[other][keep] = rec
+            changed = list(joined)
+        else:
+            # Only the boundaries of ``gone`` move; a boundary of both joins into one.
+            # Either way it is a new record, pushed again; the others keep their entries.
+            changed = []
+            for other, rec in neighbours[gone].items():
+                del neighbours[other][gone]
+                kept = neighbours[keep].get(other)
+                rec = (
+                    [rec[0], rec[1], rec[2]] if kept is None
+                    else [kept[0] + rec[0], kept[1] + rec[1], kept[2] + rec[2]]
+                )  # fmt: skip
+                neighbours[keep][other] = neighbours[other][keep] = rec
+                changed.append(other)
+            neighbours[gone] = {}
+        for other in changed:
+            rec = neighbours[keep][other]
+            heapq.heappush(heap, (cost(keep, other, rec[0], rec[1]), tiebreak, keep, other, rec))
             tiebreak += 1
     return (
         np.asarray(merges, dtype=np.int64).reshape(-1, 2),
