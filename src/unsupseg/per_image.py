@@ -41,6 +41,7 @@ from unsupseg.device import LAYOUTS, PRECISIONS, resolve_device, resolve_layout,
 from unsupseg.errors import ConfigError
 from unsupseg.io import MAX_PIXELS, as_float_channels, resize_nearest
 from unsupseg.models.kanezaki import PADDINGS, KanezakiNet
+from unsupseg.refine import majority_labels
 from unsupseg.regions import connected_leaves, regions_to_k
 from unsupseg.superpixels import slic_superpixels
 
@@ -669,13 +670,9 @@ def downscale_scribble(scribble: np.ndarray, size: tuple[int, int]) -> np.ndarra
     cells, classes = cells[keep], classes[keep]
     if cells.size == 0:
         return out
-    pairs, counts = np.unique(np.stack([cells, classes]), axis=1, return_counts=True)
-    # per cell, the class with the most pixels: sort by cell, then count down, class up
-    order = np.lexsort((pairs[1], -counts, pairs[0]))
-    pairs = pairs[:, order]
-    first = np.r_[True, pairs[0, 1:] != pairs[0, :-1]]
+    _, dense = np.unique(cells, return_inverse=True)  # the vote over these cells only
     filled = out.copy()
-    filled.ravel()[pairs[0, first]] = pairs[1, first]
+    filled.ravel()[cells] = majority_labels(dense, classes)
     return filled
 
 
