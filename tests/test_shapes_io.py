@@ -216,3 +216,59 @@ def test_a_volume_over_the_voxel_limit_is_refused_before_decoding(tmp_path):
     with pytest.raises(ImageReadError, match="6x10x10 = 600 voxels"):
         read_tiff(path, plan, max_pixels=500)
     assert read_tiff(path, plan, max_pixels=None).shape == (6, 10, 10)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bands"),
+    [("int8", 1), ("float64", 1), ("float16", 1), ("int64", 1), ("float64", 3),
+     ("int16", 3), ("uint32", 4), ("float32", 3)],
+)  # fmt: skip
+def test_sample_types_pillow_cannot_decode_are_read_value_for_value(tmp_path, dtype, bands):
+    # Pillow reads int8 as unsigned (-100 became 156) and refused the others as
+    # "not an image file"; tifffile reads them whole, and segment takes them.
+    values = np.linspace(-100, 100, 18 * 22 * bands).reshape(18, 22, bands)
+    data = values.astype(dtype) if np.dtype(dtype).kind != "u" else (values + 100).astype(dtype)
+    path = tmp_path / f"{dtype}.tif"
+    if bands == 1:
+        tifffile.imwrite(path, data[..., 0])
+    else:
+        tifffile.imwrite(path, data, photometric="rgb")
+    (plan,) = plan_tiff(path)
+    assert plan.tifffile_only and not plan.volume
+    image = read_image(path)
+    expected = np.repeat(data, 3, axis=2) if bands == 1 else data[..., :3]
+    assert image.shape == (18, 22, 3) and image.dtype == np.float32
+    np.testing.assert_array_equal(image, expected.astype(np.float32))
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 0
+    assert _labels_tif(tmp_path / "out" / dtype)[0].shape == (18, 22)
+
+
+def test_sample_types_pillow_decodes_stay_with_pillow(tmp_path):
+    for dtype in ("uint8", "uint16", "int16", "float32"):
+        tifffile.imwrite(tmp_path / f"{dtype}.tif", _noise((10, 12), dtype, 200))
+        assert plan_tiff(tmp_path / f"{dtype}.tif") is None
+
+
+def test_complex_samples_and_oversized_float_tiffs_are_clear_errors(tmp_path):
+    path = tmp_path / "complex.tif"
+    tifffile.imwrite(path, np.ones((10, 12), np.complex64))
+    for read in (plan_tiff, read_image):
+        with pytest.raises(ImageReadError, match=r"complex64 \(complex\) samples.*magnitude"):
+            read(path)
+    assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 1
+    path = tmp_path / "large.tif"
+    tifffile.imwrite(path, np.zeros((30, 40), np.float64))
+    with pytest.raises(ImageReadError, match="40x30 pixels of float64 is over the limit"):
+        read_image(path, max_pixels=1000)
+    assert read_image(path, max_pixels=1200).shape == (30, 40, 3)
+
+
+def test_a_tiff_read_with_tifffile_is_oriented_as_pillow_orients_one(tmp_path):
+    data = _noise((14, 20, 3))
+    for dtype in ("uint8", "float64"):  # Pillow's path, then tifffile's
+        tifffile.imwrite(tmp_path / f"{dtype}.tif", data.astype(dtype), photometric="rgb",
+                         extratags=[(274, "H", 1, 6, True)])  # fmt: skip
+    by_pillow = read_image(tmp_path / "uint8.tif")
+    by_tifffile = read_image(tmp_path / "float64.tif")
+    assert by_pillow.shape == by_tifffile.shape == (20, 14, 3)
+    np.testing.assert_array_equal(by_tifffile, by_pillow.astype(np.float32))

@@ -258,7 +258,9 @@ def read_image(
     -------
     image : ndarray, shape (H, W, 3)
         ``uint8`` for 8-bit files, ``uint16`` for 16-bit grayscale, RGB and RGBA PNGs and
-        16-bit TIFFs, ``float32`` for floating-point TIFFs. Grayscale is repeated over
+        16-bit TIFFs, ``float32`` for floating-point TIFFs and for TIFFs of sample types
+        that Pillow does not decode (read with tifffile, values kept, never reduced; see
+        :data:`PILLOW_SAMPLE_TYPES`). Grayscale is repeated over
         three channels, an alpha channel is dropped, palette images are expanded, and the
         EXIF orientation is applied.
 
@@ -276,7 +278,9 @@ def read_image(
     _check_limit("max_pixels", max_pixels)
     path = Path(path)
     _check_path(path)
-    _check_one_tiff_image(path)
+    whole = _check_one_tiff_image(path, max_pixels)
+    if whole is not None:
+        return whole
     try:
         with _open_image(path) as image:
             return _read_opened(image, path, max_side, max_pixels)
@@ -290,14 +294,18 @@ def read_image(
         raise ImageReadError(f"{path}: corrupt or truncated image ({_one_line(exc)})") from None
 
 
-def _check_one_tiff_image(path: Path) -> None:
+def _check_one_tiff_image(path: Path, max_pixels: int | None) -> np.ndarray | None:
     """Refuse a TIFF that is not one 2-D grayscale, RGB or RGBA image (plain pages, a
     volume, or another number of bands: :func:`plan_tiff` says), rather than read its
-    first page or some of its bands alone. Files tifffile cannot parse are left to
-    Pillow."""
+    first page or some of its bands alone. One such image in a sample type that Pillow
+    does not decode faithfully (:func:`plan_tiff`) is read here with tifffile, as
+    :func:`read_image` returns it; None: Pillow reads the file (files tifffile cannot
+    parse included)."""
     plans = plan_tiff(path)  # plain pages: refused there, the message names --pages
     if plans is None:
-        return
+        return None
+    if plans[0].tifffile_only:
+        return _read_tiff_rgb(path, plans[0], max_pixels)
     import tifffile
 
     with tifffile.TiffFile(path) as tiff:
@@ -325,6 +333,15 @@ PAGES = ("first", "each", "volume")
 #: GeoTIFF tags (ModelPixelScale, ModelTiepoint, ModelTransformation, GeoKeyDirectory,
 #: GeoDoubleParams, GeoAsciiParams, GDAL_METADATA, GDAL_NODATA): copied to labels.tif.
 GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112, 42113)
+#: Sample types of a one-image TIFF that Pillow decodes value for value, for 1 band and
+#: for 3 or 4 (16-bit RGB(A) is read with tifffile by :func:`read_image` itself). Others
+#: (signed 8-bit, which Pillow reads as unsigned; 16- and 64-bit floats; 64-bit
+#: integers; any multi-band type but 8 and 16 bits) are read with tifffile.
+PILLOW_SAMPLE_TYPES = {
+    1: frozenset({"bool", "uint8", "uint16", "int16", "uint32", "int32", "float32"}),
+    3: frozenset({"bool", "uint8", "uint16"}),
+    4: frozenset({"bool", "uint8", "uint16"}),
+}
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -336,7 +353,9 @@ class TiffPlan:
     ``--pages each``). ``series`` and ``page`` say what to read: page ``page`` of series
     ``series`` (the pages counted over its leading axes), or with ``page`` None the
     series' one image. ``volume``: the pages of ``n_series`` series from ``series`` on,
-    stacked along Z.
+    stacked along Z. ``tifffile_only``: one grayscale, RGB or RGBA image whose sample
+    type Pillow does not decode faithfully (:data:`PILLOW_SAMPLE_TYPES`), which
+    :func:`read_image` reads with tifffile.
     """
 
     suffix: str
@@ -344,6 +363,7 @@ class TiffPlan:
     page: int | None
     volume: bool
     n_series: int = 1
+    tifffile_only: bool = False
 
 
 def is_tiff(path: str | os.PathLike) -> bool:
@@ -375,11 +395,13 @@ def _page_shape(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, ...
 def plan_tiff(path: str | os.PathLike, pages: str | None = None) -> list[TiffPlan] | None:
     """What to read from a TIFF file, from its header and axes metadata only.
 
-    Returns None for a file that :func:`read_image` reads as it is (not a TIFF, one 2-D
-    grayscale, RGB or RGBA image, or a file tifffile cannot parse: Pillow's error then).
-    Otherwise, by the axes of its series (tifffile; a pyramid's lower levels and
-    thumbnails are not series):
+    Returns None for a file that :func:`read_image` reads with Pillow (not a TIFF, one
+    2-D grayscale, RGB or RGBA image of a sample type in :data:`PILLOW_SAMPLE_TYPES`, or
+    a file tifffile cannot parse: Pillow's error then). Otherwise, by the axes of its
+    series (tifffile; a pyramid's lower levels and thumbnails are not series):
 
+    - one grayscale, RGB or RGBA image of another sample type (``float64``, ``int8``,
+      ...): read whole with tifffile (``tifffile_only``; :func:`read_image` reads it too);
     - one image of 2 or more than 4 bands (``S`` or ``C`` axis), or bands stored as
       pages (``CYX``): read with all bands;
     - one series with a ``Z`` axis (``ZYX``, ``ZYXS``, ``ZCYX``): one volume (``pages``
@@ -393,7 +415,7 @@ def plan_tiff(path: str | os.PathLike, pages: str | None = None) -> list[TiffPla
     ------
     ImageReadError
         For plain pages without ``pages`` (the message names ``--pages``), pages of
-        different shapes read as a volume, or axes without Y and X.
+        different shapes read as a volume, axes without Y and X, or complex samples.
     ConfigError
         For ``pages`` not in :data:`PAGES`.
     """
@@ -407,17 +429,26 @@ def plan_tiff(path: str | os.PathLike, pages: str | None = None) -> list[TiffPla
     try:
         with tifffile.TiffFile(path) as tiff:
             layouts = [(series.axes, tuple(series.shape)) for series in tiff.series]
+            dtypes = [np.dtype(series.dtype) for series in tiff.series]
     except Exception:  # noqa: BLE001 -- a file tifffile cannot parse: Pillow's error
         return None
     if not layouts:
         return None
+    for dtype in dtypes:
+        if dtype.kind == "c":
+            raise ImageReadError(
+                f"{path}: a TIFF of {dtype} (complex) samples; only real values can be "
+                "segmented: save their magnitude, or the real and imaginary parts as two bands"
+            )
     counts = [_series_pages(axes, shape, path) for axes, shape in layouts]
     axes, shape = layouts[0]
     leading, channel = _tiff_axes(axes, shape, path)
     bands = 1 if channel is None else shape[channel]
     if len(layouts) == 1 and counts[0] == 1:
         if bands in (1, 3, 4) and (channel is None or axes[channel] == "S"):
-            return None
+            if dtypes[0].name in PILLOW_SAMPLE_TYPES[bands]:
+                return None
+            return [TiffPlan("", 0, None, False, tifffile_only=True)]
         return [TiffPlan("", 0, None, False)]
     is_z = len(layouts) == 1 and [axes[i] for i in leading] == ["Z"]
     total = sum(counts)
@@ -488,6 +519,35 @@ def read_tiff(
         raise ImageReadError(f"{path}: not enough memory to decode the image") from None
     except Exception as exc:  # noqa: BLE001 -- tifffile raises many kinds
         raise ImageReadError(f"{path}: corrupt or truncated TIFF ({_one_line(exc)})") from None
+
+
+def _read_tiff_rgb(path: Path, plan: TiffPlan, max_pixels: int | None) -> np.ndarray:
+    """A one-image TIFF that Pillow does not decode faithfully, as :func:`read_image`
+    returns images: (H, W, 3), grayscale repeated, alpha dropped, the TIFF orientation
+    tag applied, ``float32`` (every value of these sample types but 64-bit integers
+    beyond 2**24 is exact); never read reduced, so refused over ``max_pixels``."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tiff:
+        series = tiff.series[0]
+        height, width = _page_shape(series.axes, tuple(series.shape), path)[:2]
+        dtype = series.dtype
+        tag = tiff.pages[0].tags.get(_ORIENTATION_TAG)
+        orientation = int(tag.value) if tag is not None and tag.value in _TRANSPOSE else 1
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageReadError(
+            f"{path}: {width}x{height} pixels of {dtype} is over the limit of "
+            f"{_limit_text(max_pixels)} read at full size, and TIFFs of this sample type "
+            "are not read reduced: crop or convert it"
+        )
+    array = read_tiff(path, plan, max_pixels=None)
+    if array.ndim == 2:
+        array = array[..., None]
+    array = np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array[..., :3]
+    if array.dtype.kind == "f" and np.isfinite(array).all():
+        if np.abs(array).max(initial=0) > np.finfo(np.float32).max:
+            raise ImageReadError(f"{path}: {dtype} values beyond the float32 range (about 3.4e38)")
+    return _orient_array(array.astype(np.float32, copy=False), orientation)
 
 
 def _series_pages(axes: str, shape: tuple[int, ...], path: Path) -> int:
