@@ -30,7 +30,14 @@ from test_io import png16_bytes
 
 from unsupseg import metrics as M
 from unsupseg.errors import ImageReadError
-from unsupseg.io import image_size, read_image, read_label_png, read_scribble
+from unsupseg.io import (
+    image_size,
+    plan_tiff,
+    read_image,
+    read_label_png,
+    read_scribble,
+    read_tiff,
+)
 
 #: Multiplies every example count (e.g. ``UNSUPSEG_FUZZ_SCALE=50`` for a long local hunt).
 SCALE = max(1, int(os.environ.get("UNSUPSEG_FUZZ_SCALE", "1")))
@@ -148,7 +155,12 @@ def fuzz_dir():
 def test_seed_files_read(fuzz_dir):
     for name, data in SEEDS.items():
         (fuzz_dir / name).write_bytes(data)
-        image = read_image(fuzz_dir / name)
+        if name == "anim.gif":  # frames are read by plan; read_image refuses them
+            with pytest.raises(ImageReadError, match="2 frames"):
+                read_image(fuzz_dir / name)
+            image = read_tiff(fuzz_dir / name, plan_tiff(fuzz_dir / name, "first")[0])
+        else:
+            image = read_image(fuzz_dir / name)
         _check_image(image)
         assert image.shape[:2] == image_size(fuzz_dir / name)
         assert image.shape[:2] == ((12, 9) if name == "rotated.jpg" else (9, 12))
@@ -176,6 +188,22 @@ def test_read_image_on_mutated_files(fuzz_dir, sample, reduced):
         pass
     else:
         assert len(size) == 2 and min(size) >= 0
+
+
+@pytest.mark.filterwarnings("error")  # a warning raised as an error is an error too
+@FUZZ
+@given(sample=mutated_files(), pages=st.sampled_from(["each", "volume"]))
+def test_page_and_frame_readers_on_mutated_files(fuzz_dir, sample, pages):
+    name, data = sample
+    path = fuzz_dir / f"mutated-pages-{name}"
+    path.write_bytes(data)
+    try:
+        plans = plan_tiff(path, pages) or []
+        arrays = [read_tiff(path, plan, max_pixels=4096) for plan in plans[:3]]
+    except ImageReadError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+    else:
+        assert all(array.ndim in (2, 3, 4) and array.size > 0 for array in arrays)
 
 
 @pytest.mark.filterwarnings("error")  # a warning raised as an error is an error too

@@ -272,3 +272,40 @@ def test_a_tiff_read_with_tifffile_is_oriented_as_pillow_orients_one(tmp_path):
     by_tifffile = read_image(tmp_path / "float64.tif")
     assert by_pillow.shape == by_tifffile.shape == (20, 14, 3)
     np.testing.assert_array_equal(by_tifffile, by_pillow.astype(np.float32))
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".png", ".webp"])
+def test_an_animated_image_is_refused_unless_pages_says_how(tmp_path, suffix):
+    # Pillow opens an animated file at its first frame: it was segmented alone, silently.
+    base = _noise((16, 20, 3))
+    frames = [np.roll(base, 5 * k, axis=1) for k in range(3)]
+    path = tmp_path / f"anim{suffix}"
+    rest = [Image.fromarray(frame) for frame in frames[1:]]
+    Image.fromarray(frames[0]).save(path, save_all=True, lossless=True, append_images=rest)
+    with pytest.raises(ImageReadError, match=r"3 frames.*--pages first\|each\|volume"):
+        read_image(path)
+    out = tmp_path / "out"
+    assert main(["segment", str(path), "--out", str(out / "refused"), *FAST]) == 1
+    with Image.open(path) as image:  # what Pillow shows of each frame (a GIF's palette)
+        shown = [np.asarray((image.seek(k), image.convert("RGB"))[1]) for k in range(3)]
+    (first,) = plan_tiff(path, "first")
+    np.testing.assert_array_equal(read_tiff(path, first), shown[0])
+    each = plan_tiff(path, "each")
+    assert [plan.suffix for plan in each] == ["-page000", "-page001", "-page002"]
+    for plan, expected in zip(each, shown, strict=True):
+        np.testing.assert_array_equal(read_tiff(path, plan), expected)
+    (volume,) = plan_tiff(path, "volume")
+    np.testing.assert_array_equal(read_tiff(path, volume), np.stack(shown))
+    assert main(["segment", str(path), "--pages", "each", "--out", str(out / "each"), *FAST]) == 0
+    assert sorted(p.name for p in (out / "each").iterdir() if p.is_dir()) == [
+        "anim-page000", "anim-page001", "anim-page002"]  # fmt: skip
+    assert main(["segment", str(path), "--pages", "volume", "--out", str(out / "vol"), *FAST]) == 0
+    assert _labels_tif(out / "vol" / "anim")[0].shape == (3, 16, 20)
+    with pytest.raises(ImageReadError, match="volumes are not read reduced"):
+        read_tiff(path, volume, max_pixels=500)
+
+
+def test_a_one_frame_gif_is_read_as_an_image(tmp_path):
+    Image.fromarray(_noise((12, 14, 3))).save(tmp_path / "still.gif")
+    assert plan_tiff(tmp_path / "still.gif") is None
+    assert read_image(tmp_path / "still.gif").shape == (12, 14, 3)

@@ -270,7 +270,9 @@ def read_image(
         If the file does not exist, is not an image, is truncated or corrupt (whatever
         Pillow raises, warnings turned into errors included), has more than
         ``max_pixels`` pixels and no ``max_side`` is given, or has a header of more than
-        :data:`MAX_DECODE_PIXELS` pixels. The message is one line naming the file.
+        :data:`MAX_DECODE_PIXELS` pixels; also for a TIFF of several pages or other than
+        1, 3 or 4 bands, and an animated image (read them with :func:`plan_tiff` and
+        :func:`read_tiff`). The message is one line naming the file.
     ConfigError
         If ``max_side`` or ``max_pixels`` is not a positive integer or None.
     """
@@ -296,11 +298,11 @@ def read_image(
 
 def _check_one_tiff_image(path: Path, max_pixels: int | None) -> np.ndarray | None:
     """Refuse a TIFF that is not one 2-D grayscale, RGB or RGBA image (plain pages, a
-    volume, or another number of bands: :func:`plan_tiff` says), rather than read its
-    first page or some of its bands alone. One such image in a sample type that Pillow
-    does not decode faithfully (:func:`plan_tiff`) is read here with tifffile, as
-    :func:`read_image` returns it; None: Pillow reads the file (files tifffile cannot
-    parse included)."""
+    volume, or another number of bands: :func:`plan_tiff` says), or an animated GIF,
+    PNG or WebP, rather than read its first page or some of its bands alone. One image
+    of a sample type that Pillow does not decode faithfully (:func:`plan_tiff`) is read
+    here with tifffile, as :func:`read_image` returns it; None: Pillow reads the file
+    (files tifffile cannot parse included)."""
     plans = plan_tiff(path)  # plain pages: refused there, the message names --pages
     if plans is None:
         return None
@@ -353,7 +355,8 @@ class TiffPlan:
     ``--pages each``). ``series`` and ``page`` say what to read: page ``page`` of series
     ``series`` (the pages counted over its leading axes), or with ``page`` None the
     series' one image. ``volume``: the pages of ``n_series`` series from ``series`` on,
-    stacked along Z. ``tifffile_only``: one grayscale, RGB or RGBA image whose sample
+    stacked along Z. ``frames``: ``page`` is a frame of an animated GIF, PNG or WebP
+    (all frames with ``volume``). ``tifffile_only``: one grayscale, RGB or RGBA image whose sample
     type Pillow does not decode faithfully (:data:`PILLOW_SAMPLE_TYPES`), which
     :func:`read_image` reads with tifffile.
     """
@@ -364,6 +367,8 @@ class TiffPlan:
     volume: bool
     n_series: int = 1
     tifffile_only: bool = False
+    #: Frames of an animated GIF, PNG or WebP, decoded by Pillow (``page``: the frame).
+    frames: bool = False
 
 
 def is_tiff(path: str | os.PathLike) -> bool:
@@ -395,10 +400,11 @@ def _page_shape(axes: str, shape: tuple[int, ...], path: Path) -> tuple[int, ...
 def plan_tiff(path: str | os.PathLike, pages: str | None = None) -> list[TiffPlan] | None:
     """What to read from a TIFF file, from its header and axes metadata only.
 
-    Returns None for a file that :func:`read_image` reads with Pillow (not a TIFF, one
-    2-D grayscale, RGB or RGBA image of a sample type in :data:`PILLOW_SAMPLE_TYPES`, or
-    a file tifffile cannot parse: Pillow's error then). Otherwise, by the axes of its
-    series (tifffile; a pyramid's lower levels and thumbnails are not series):
+    Returns None for a file that :func:`read_image` reads with Pillow (one image that is
+    not a TIFF, one 2-D grayscale, RGB or RGBA image of a sample type in
+    :data:`PILLOW_SAMPLE_TYPES`, or a file tifffile cannot parse: Pillow's error then).
+    An animated GIF, PNG or WebP is plain pages, its frames (below). Otherwise, by the
+    axes of its series (tifffile; a pyramid's lower levels and thumbnails are not series):
 
     - one grayscale, RGB or RGBA image of another sample type (``float64``, ``int8``,
       ...): read whole with tifffile (``tifffile_only``; :func:`read_image` reads it too);
@@ -423,7 +429,7 @@ def plan_tiff(path: str | os.PathLike, pages: str | None = None) -> list[TiffPla
         raise ConfigError(f"pages must be one of {', '.join(PAGES)}; got {pages!r}")
     path = Path(path)
     if not is_tiff(path):
-        return None
+        return _plan_frames(path, pages)
     import tifffile
 
     try:
@@ -505,6 +511,8 @@ def read_tiff(
 
     _check_limit("max_pixels", max_pixels)
     path = Path(path)
+    if plan.frames:
+        return _read_frames(path, plan, max_pixels)
     try:
         with tifffile.TiffFile(path) as tiff:
             if plan.volume:
@@ -519,6 +527,68 @@ def read_tiff(
         raise ImageReadError(f"{path}: not enough memory to decode the image") from None
     except Exception as exc:  # noqa: BLE001 -- tifffile raises many kinds
         raise ImageReadError(f"{path}: corrupt or truncated TIFF ({_one_line(exc)})") from None
+
+
+def frame_count(path: str | os.PathLike) -> int:
+    """The frames of an animated GIF, PNG or WebP (Pillow's ``n_frames``); 1 for any
+    other image, and for a file Pillow cannot open (:func:`read_image` says why)."""
+    try:
+        with _open_image(Path(path)) as image:
+            return int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001 -- read_image reports what is wrong with the file
+        return 1
+
+
+def _plan_frames(path: Path, pages: str | None) -> list[TiffPlan] | None:
+    """:func:`plan_tiff` of a file that is not a TIFF: None for one frame."""
+    count = frame_count(path)
+    if count == 1:
+        return None
+    if pages is None:
+        raise ImageReadError(
+            f"{path}: an animated image of {count} frames: choose how to read it with "
+            "--pages first|each|volume (Python: "
+            "plan_tiff(path, pages='first', 'each' or 'volume'))"
+        )
+    if pages == "volume":
+        return [TiffPlan("", 0, None, True, frames=True)]
+    chosen = range(1) if pages == "first" else range(count)
+    return [TiffPlan("" if pages == "first" else f"-page{k:03d}", 0, k, False, frames=True)
+            for k in chosen]  # fmt: skip
+
+
+def _read_frames(path: Path, plan: TiffPlan, max_pixels: int | None) -> np.ndarray:
+    """:func:`read_tiff` of animated frames: (H, W, 3) ``uint8``, or all frames as a
+    volume (Z, Y, X, 3); Pillow composes each frame over the ones before as a viewer
+    shows it."""
+    try:
+        with _open_image(path) as image:
+            count = int(getattr(image, "n_frames", 1))
+            width, height = image.size
+            chosen = range(count) if plan.page is None else [plan.page]
+            voxels = len(chosen) * width * height
+            if voxels > MAX_DECODE_PIXELS:
+                raise ImageReadError(
+                    f"{path}: {len(chosen)} frames of {width}x{height} pixels is over the "
+                    f"limit of {MAX_DECODE_PIXELS} values that is decoded at all"
+                )
+            if plan.volume and max_pixels is not None and voxels > max_pixels:
+                raise ImageReadError(
+                    f"{path}: a volume of {count}x{height}x{width} = {voxels} voxels is over "
+                    f"the limit of {max_pixels} voxels; volumes are not read reduced: read "
+                    "its frames as 2-D images with --pages each"
+                )
+            frames = []
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                for index in chosen:
+                    image.seek(index)
+                    frames.append(np.asarray(image.convert("RGB")))
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- Pillow raises many kinds
+        raise ImageReadError(f"{path}: corrupt or truncated image ({_one_line(exc)})") from None
+    return np.stack(frames) if plan.volume else frames[0]
 
 
 def _read_tiff_rgb(path: Path, plan: TiffPlan, max_pixels: int | None) -> np.ndarray:

@@ -101,7 +101,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--pages",
         choices=("first", "each"),
         default=None,
-        help="how to read a plain multi-page TIFF or the slices of a volume: first (its "
+        help="how to read a plain multi-page TIFF, the slices of a volume or the frames of "
+        "an animated GIF, PNG or WebP: first (its "
         "first page) or each (every page as its own image, OUT/<name>-pageNNN); default: "
         "refuse it. A trained model segments 2-D images: segment volumes with `unsupseg "
         "segment`",

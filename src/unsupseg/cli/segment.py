@@ -198,7 +198,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--pages",
         choices=PAGES,
         default=None,
-        help="how to read a plain multi-page TIFF: first (its first page), each (every "
+        help="how to read a plain multi-page TIFF or the frames of an animated GIF, PNG "
+        "or WebP: first (its first page), each (every "
         "page as its own image, OUT/<name>-pageNNN) or volume (the pages as Z slices, "
         "segmented in 3-D); default: refuse it. A TIFF whose axes say Z (ZYX, ZYXS, "
         "ZCYX) is a volume without this option",
