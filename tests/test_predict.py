@@ -291,3 +291,22 @@ def test_predict_gives_exactly_k_connected_regions(last, images, tmp_path):
     assert not np.load(out / "img0" / "labels.npy").any()
     assert main(["predict", str(images / "val" / "img0.png"), "--checkpoint", str(last),
                  "--segments", "999999", "--out", str(tmp_path / "p"), "--quiet"]) == 1  # fmt: skip
+
+
+def test_predict_reads_float64_tiffs_and_the_frames_of_an_animated_gif(last, tmp_path, capsys):
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    tifffile.imwrite(tmp_path / "float.tif", rng.random((32, 32, 3)), photometric="rgb")
+    frames = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    out = tmp_path / "o"
+    args = ["predict", str(tmp_path / "float.tif"), str(tmp_path / "anim.gif"),
+            "--checkpoint", str(last), "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 1
+    assert "anim.gif: an animated image of 2 frames" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["float"]
+    assert np.load(out / "float" / "labels.npy").shape == (32, 32)
+    assert main([*args, "--pages", "each"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["anim-page000", "anim-page001", "float"]
