@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -447,9 +448,18 @@ def test_checkpoint_safety(autoencoder_run, tmp_path):
     with pytest.raises(CheckpointError, match="'autoencoder' model.*not the 'classifier'"):
         load_checkpoint(plain, architecture="classifier")
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(os.urandom(2048))
+    junk.write_bytes(b"\x89PNG" + os.urandom(2048))
+    with pytest.raises(CheckpointError, match="not an unsupseg checkpoint.*not a PyTorch file"):
+        load_checkpoint(junk)
+    junk.write_bytes(b"\x80\x02" + os.urandom(2048))  # a pickle's first bytes, then noise
     with pytest.raises(CheckpointError, match="not an unsupseg checkpoint"):
         load_checkpoint(junk)
+    torch.save({"model": torch.nn.Linear(2, 2)}, junk)  # a pickled module, not plain values
+    with pytest.raises(CheckpointError, match="objects other than tensors and plain values"):
+        load_checkpoint(junk)
+    best = re.escape(str(plain.parent / "model-best.pt"))
+    with pytest.raises(CheckpointError, match=f"is a folder.*pass {best}"):
+        load_checkpoint(autoencoder_run)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     with pytest.raises(CheckpointError, match="not an unsupseg checkpoint"):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,9 +160,21 @@ def _epochs_done(data: dict[str, Any]) -> int | None:
 
 def _read(path: Path, map_location: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
     """(record, state dict) of a plain or Lightning checkpoint file."""
+    with open(path, "rb") as handle:
+        head = handle.read(1)
+    if not zipfile.is_zipfile(path) and head != b"\x80":  # neither torch.save format
+        raise CheckpointError(
+            f"{path}: not an unsupseg checkpoint (not a PyTorch file: neither a zip archive "
+            "nor a pickle); pass the model-best.pt, model-last.pt or last.ckpt of a run"
+        )
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors alike mean "not ours"
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: not an unsupseg checkpoint (a PyTorch file holding objects other than "
+            "tensors and plain values, whose code weights_only=True loading does not run)"
+        ) from None
+    except Exception as exc:  # zip and torch errors alike mean "not ours"
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise CheckpointError(
             f"{path}: not an unsupseg checkpoint (torch.load with weights_only=True failed: "
@@ -241,6 +255,11 @@ def load_checkpoint(
     ('base-bsds500', 32)
     """
     path = Path(path)
+    if path.is_dir():
+        found = [p for p in (path / "checkpoints" / "model-best.pt", path / "model-best.pt")
+                 if p.is_file()]  # fmt: skip
+        hint = f": pass {found[0]}" if found else ": pass a checkpoint file"
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     resolved = resolve_device(device)
