@@ -142,6 +142,11 @@ def test_uploads_read_any_image_and_refuse_bad_ones(client, tmp_path):
     refused(_png_bytes(big), "big.png", "more than")
     tifffile.imwrite(tmp_path / "bands.tif", rng.random((5, 16, 16)).astype(np.float32))
     refused((tmp_path / "bands.tif").read_bytes(), "bands.tif", "pages|bands|shape")
+    frames = [Image.fromarray(image), Image.fromarray(image[::-1])]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    refused((tmp_path / "anim.gif").read_bytes(), "anim.gif", "2 frames; the page segments one")
+    tifffile.imwrite(tmp_path / "f64.tif", rng.random((20, 30)))  # Pillow cannot decode it
+    assert _upload(client, (tmp_path / "f64.tif").read_bytes(), "f64.tif").status_code == 200
     assert client.post("/api/upload", data={}).status_code == 400
     odd = _upload(client, _png_bytes(image), "my photo\u00e9; x=1.png").get_json()
     status = _run(client, odd["image"], "hierarchy")
@@ -241,6 +246,7 @@ def test_tip2020_with_scribbles_and_bad_scribbles(client):
     refused("working size must be at least 8", max_side=3)
     refused("full-size iterations must be 0 or more", fine_iter=-1)
     refused("full-size iterations must be a whole number", fine_iter="inf")
+    refused("full-size iterations must be a whole number", fine_iter=True)
     refused("unknown method", method="magic")
     unknown = client.post("/api/run", json={"image": "nothing", "method": "tip2020"})
     assert unknown.status_code == 404

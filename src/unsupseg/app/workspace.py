@@ -33,6 +33,7 @@ from unsupseg.io import (
     as_rgb_float,
     compact_labels,
     display_rgb,
+    frame_count,
     image_size,
     read_image,
     save_label_png,
@@ -228,6 +229,8 @@ def scribble_from_rgba(rgba: np.ndarray, colours: np.ndarray = SCRIBBLE_COLOURS)
 
 
 def _whole(name: str, value: Any) -> int:
+    if isinstance(value, bool):  # JSON true is no count
+        raise ConfigError(f"{name} must be a whole number; got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -340,6 +343,13 @@ class Workspace:
                     pass  # read_image says what is wrong with the file
                 else:
                     self._check_size(filename or "the upload", height, width)
+                frames = frame_count(path)
+                if frames > 1:
+                    raise ConfigError(
+                        f"{filename or 'the upload'}: an animated image of {frames} frames; "
+                        "the page segments one picture: save the frame you want as a PNG, "
+                        "or segment them all with unsupseg segment --pages each|volume"
+                    )
                 array = read_image(path, max_pixels=self.max_pixels)
             except UnsupsegError as exc:
                 raise ConfigError(str(exc).replace(str(path), filename or "the upload")) from None
