@@ -71,7 +71,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--method",
         choices=[*METHODS, *HIERARCHICAL_METHODS],
-        help="a baseline; a per-image optimisation (per-image: Kanezaki 2018; tip2020; "
+        help="a baseline; a per-image optimisation (per-image or kanezaki2018: Kanezaki "
+        "2018; tip2020; "
         "dynaseg-fsf, dynaseg-scf); or a hierarchy scored by the Berkeley "
         "protocol on bsds500 (ODS/OIS of covering, PRI, VI and mIoU; boundary P/R/F with "
         "one-to-one matching and AP): hierarchy (unsupseg's UCM, cut at its fixed grid of "

@@ -34,10 +34,12 @@ __all__ = [
 ]
 
 #: The per-image optimisations by their name here, and the ``method`` of
-#: :func:`unsupseg.per_image.segment` each runs (``per-image`` is Kanezaki 2018). Named
-#: here, not imported, so that baselines do not load torch.
+#: :func:`unsupseg.per_image.segment` each runs (``per-image`` is Kanezaki 2018, also
+#: accepted by segment's own name). Named here, not imported, so that baselines do not
+#: load torch.
 PER_IMAGE_METHODS = {
     "per-image": "kanezaki2018",
+    "kanezaki2018": "kanezaki2018",
     "tip2020": "tip2020",
     "dynaseg-fsf": "dynaseg-fsf",
     "dynaseg-scf": "dynaseg-scf",
