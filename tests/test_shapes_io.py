@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -309,3 +310,14 @@ def test_a_one_frame_gif_is_read_as_an_image(tmp_path):
     Image.fromarray(_noise((12, 14, 3))).save(tmp_path / "still.gif")
     assert plan_tiff(tmp_path / "still.gif") is None
     assert read_image(tmp_path / "still.gif").shape == (12, 14, 3)
+
+
+def test_a_compression_that_needs_imagecodecs_says_so(tmp_path):
+    if importlib.util.find_spec("imagecodecs") is not None:
+        pytest.skip("imagecodecs is installed: tifffile decodes LZW")
+    path = tmp_path / "lzw.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).random((20, 30)))
+    with tifffile.TiffFile(path, mode="r+b") as tiff:  # marked LZW, as other tools write it
+        tiff.pages[0].tags["Compression"].overwrite(5)
+    with pytest.raises(ImageReadError, match="needs the imagecodecs package.*pip install"):
+        read_image(path)

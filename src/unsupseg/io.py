@@ -526,6 +526,11 @@ def read_tiff(
     except MemoryError:
         raise ImageReadError(f"{path}: not enough memory to decode the image") from None
     except Exception as exc:  # noqa: BLE001 -- tifffile raises many kinds
+        if "imagecodecs" in str(exc):  # a compression tifffile decodes only with it
+            raise ImageReadError(
+                f"{path}: this TIFF's compression needs the imagecodecs package "
+                f"({_one_line(exc)}): pip install imagecodecs, or save it uncompressed"
+            ) from None
         raise ImageReadError(f"{path}: corrupt or truncated TIFF ({_one_line(exc)})") from None
 
 
