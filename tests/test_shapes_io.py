@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import types
 
 import numpy as np
 import pytest
@@ -312,12 +312,22 @@ def test_a_one_frame_gif_is_read_as_an_image(tmp_path):
     assert read_image(tmp_path / "still.gif").shape == (12, 14, 3)
 
 
-def test_a_compression_that_needs_imagecodecs_says_so(tmp_path):
-    if importlib.util.find_spec("imagecodecs") is not None:
-        pytest.skip("imagecodecs is installed: tifffile decodes LZW")
-    path = tmp_path / "lzw.tif"
+def test_a_compression_that_needs_imagecodecs_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "lerc.tif"
     tifffile.imwrite(path, np.random.default_rng(0).random((20, 30)))
-    with tifffile.TiffFile(path, mode="r+b") as tiff:  # marked LZW, as other tools write it
-        tiff.pages[0].tags["Compression"].overwrite(5)
+    with tifffile.TiffFile(path, mode="r+b") as tiff:  # marked LERC, as other tools write it
+        tiff.pages[0].tags["Compression"].overwrite(34887)
+    # tifffile decodes LERC, LZW, JPEG 2000, ... with imagecodecs: as where it is absent
+    monkeypatch.setattr(tifffile.tifffile, "imagecodecs", types.SimpleNamespace())
     with pytest.raises(ImageReadError, match="needs the imagecodecs package.*pip install"):
         read_image(path)
+
+
+def test_lzw_compressed_bands_are_read(tmp_path):
+    pytest.importorskip("imagecodecs")  # a dependency: GDAL and microscopes write LZW
+    data = _noise((24, 32, 5), np.uint16, 4000)
+    path = tmp_path / "lzw.tif"
+    tifffile.imwrite(path, data, photometric="minisblack", planarconfig="contig",
+                     compression="lzw")  # fmt: skip
+    (plan,) = plan_tiff(path)
+    np.testing.assert_array_equal(read_tiff(path, plan), data)
