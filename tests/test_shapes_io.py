@@ -103,9 +103,13 @@ def test_an_rgb_volume_is_recognised_from_its_axes(tmp_path):
                  "--quiet"]) == 1  # fmt: skip
 
 
-def test_a_geotiff_keeps_its_transform_and_crs(tmp_path):
+@pytest.mark.parametrize("kind", ["rgb", "float64 elevation"])  # Pillow's path, tifffile's
+def test_a_geotiff_keeps_its_transform_and_crs(tmp_path, kind):
     path = tmp_path / "field.tif"
-    tifffile.imwrite(path, _noise((24, 32, 3)), photometric="rgb", extratags=GEO)
+    if kind == "rgb":
+        tifffile.imwrite(path, _noise((24, 32, 3)), photometric="rgb", extratags=GEO)
+    else:
+        tifffile.imwrite(path, _noise((24, 32), np.float64, 900.0), extratags=GEO)
     assert {tag[0] for tag in geo_tags(path)} == {tag[0] for tag in GEO}
     assert main(["segment", str(path), "--out", str(tmp_path / "out"), *FAST]) == 0
     labels, tags = _labels_tif(tmp_path / "out" / "field")
