@@ -303,6 +303,8 @@ def _check_one_tiff_image(path: Path, max_pixels: int | None) -> np.ndarray | No
     of a sample type that Pillow does not decode faithfully (:func:`plan_tiff`) is read
     here with tifffile, as :func:`read_image` returns it; None: Pillow reads the file
     (files tifffile cannot parse included)."""
+    if not is_tiff(path):
+        return None  # frames: _read_opened refuses them on the image it opens anyway
     plans = plan_tiff(path)  # plain pages: refused there, the message names --pages
     if plans is None:
         return None
@@ -544,17 +546,20 @@ def frame_count(path: str | os.PathLike) -> int:
         return 1
 
 
+def _animated(path: Path, count: int) -> str:
+    return (
+        f"{path}: an animated image of {count} frames: choose how to read it with "
+        "--pages first|each|volume (Python: plan_tiff(path, pages='first', 'each' or 'volume'))"
+    )
+
+
 def _plan_frames(path: Path, pages: str | None) -> list[TiffPlan] | None:
     """:func:`plan_tiff` of a file that is not a TIFF: None for one frame."""
     count = frame_count(path)
     if count == 1:
         return None
     if pages is None:
-        raise ImageReadError(
-            f"{path}: an animated image of {count} frames: choose how to read it with "
-            "--pages first|each|volume (Python: "
-            "plan_tiff(path, pages='first', 'each' or 'volume'))"
-        )
+        raise ImageReadError(_animated(path, count))
     if pages == "volume":
         return [TiffPlan("", 0, None, True, frames=True)]
     chosen = range(1) if pages == "first" else range(count)
@@ -726,6 +731,9 @@ def _read_opened(
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageReadError(f"{path}: the header says {width}x{height} pixels: no image")
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1 and image.format != "TIFF":  # TIFF pages: plan_tiff refused them
+        raise ImageReadError(_animated(path, frames))
     pixels = width * height
     if pixels > MAX_DECODE_PIXELS:
         raise ImageReadError(
